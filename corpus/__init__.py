@@ -1,0 +1,1 @@
+"""neurofuzz.corpus"""

@@ -1,0 +1,26 @@
+"""neurofuzz.coverage: forward-hook recorder, neuron profile and coverage metrics.
+
+Definitions (one each; see the metric modules for the edge cases):
+
+* NC(t)  - share of neurons whose (per-input, per-layer min-max scaled by default) value > t.
+* TKNC(k) - share of neurons that were among their layer's top-k (ties included) for some input.
+* KMNC(k) - share of the k equal sections of each neuron's profiled [low, high] hit by some input;
+  ``high`` falls in the last section; neurons with low == high are excluded.
+* NBC    - (upper-corner + lower-corner neurons) / (2 |N|), corners strictly outside [low, high].
+* SNAC   - upper-corner neurons / |N|.
+"""
+
+from neurofuzz.coverage.base import CoverageMetric, cells_to_dense
+from neurofuzz.coverage.kmnc import KMNC
+from neurofuzz.coverage.nbc import NBC
+from neurofuzz.coverage.nc import NC
+from neurofuzz.coverage.profile import NeuronProfile
+from neurofuzz.coverage.recorder import ActivationRecorder
+from neurofuzz.coverage.snac import SNAC
+from neurofuzz.coverage.suite import DEFAULT_SPEC, METRICS, CoverageSuite, Evaluation, build_metric
+from neurofuzz.coverage.tknc import TKNC
+
+__all__ = [
+    "ActivationRecorder", "CoverageMetric", "CoverageSuite", "DEFAULT_SPEC", "Evaluation", "KMNC", "METRICS",
+    "NBC", "NC", "NeuronProfile", "SNAC", "TKNC", "build_metric", "cells_to_dense",
+]

@@ -1,0 +1,10 @@
+"""User-facing errors.
+
+Every error a user can cause is raised as a :class:`UserError` whose message is one line that
+says what was wrong and how to fix it. The CLI prints ``neurofuzz: error: <message>`` and exits
+with status 2; it never shows a traceback for a ``UserError``.
+"""
+
+
+class UserError(ValueError):
+    """A problem with the user's input (file, option, data). The message says how to fix it."""

@@ -1,0 +1,122 @@
+"""Target: the model under test, with its input bounds and normalisation.
+
+Mutators and attacks work in *raw image space* (``x`` in ``[lower, upper]``, default ``[0, 1]``);
+the target applies ``(x - mean) / std`` inside its forward, so callers never normalise by hand.
+The wrapped module is put in eval mode and moved to the target's device.
+
+Example::
+
+    >>> import torch
+    >>> from neurofuzz.fuzzer import Target
+    >>> from neurofuzz.fuzzer.zoo import LeNet5
+    >>> t = Target(LeNet5(), bounds=(0.0, 1.0))
+    >>> t(torch.zeros(2, 1, 32, 32)).shape
+    torch.Size([2, 10])
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from neurofuzz.fuzzer.errors import UserError
+
+
+def _as_channel_tensor(v: float | Sequence[float] | None, name: str) -> torch.Tensor | None:
+    if v is None:
+        return None
+    t = torch.as_tensor(v, dtype=torch.float32).flatten()
+    if not torch.isfinite(t).all():
+        raise UserError(f"{name} must be finite numbers, got {v!r}")
+    return t.view(1, -1, 1, 1)
+
+
+def extract_logits(out: object) -> torch.Tensor:
+    """Return the logits tensor from a model output (tensor, tuple/list's first item, or a dict
+    with a ``logits`` key)."""
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+        return out[0]
+    if isinstance(out, dict) and isinstance(out.get("logits"), torch.Tensor):
+        return out["logits"]
+    raise UserError(
+        f"the model returned {type(out).__name__}; return a logits tensor, a tuple whose first "
+        "item is the logits, or a dict with a 'logits' key"
+    )
+
+
+def model_hash(module: nn.Module) -> str:
+    """SHA-256 (hex, first 16 chars) over parameter and buffer names, shapes and values."""
+    h = hashlib.sha256()
+    for name, t in list(module.state_dict().items()):
+        if not isinstance(t, torch.Tensor):
+            continue
+        h.update(name.encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(str(t.dtype).encode())
+        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+class Target(nn.Module):
+    """Wrap ``module`` (returning logits) with input bounds and normalisation.
+
+    Args:
+        module: the model; its output is a logits tensor ``[B, n_classes]`` (or a tuple / dict,
+            see :func:`extract_logits`).
+        bounds: ``(lower, upper)`` of valid raw inputs.
+        mean, std: per-channel normalisation applied inside ``forward``; ``None`` for identity.
+        device: where the model runs (default: where its parameters already are, else CPU).
+    """
+
+    def __init__(
+        self,
+        module: nn.Module,
+        *,
+        bounds: tuple[float, float] = (0.0, 1.0),
+        mean: float | Sequence[float] | None = None,
+        std: float | Sequence[float] | None = None,
+        device: str | torch.device | None = None,
+    ) -> None:
+        super().__init__()
+        lo, hi = float(bounds[0]), float(bounds[1])
+        if not lo < hi:
+            raise UserError(f"bounds must satisfy lower < upper, got {bounds!r}")
+        if device is None:
+            p = next(module.parameters(), None)
+            device = p.device if p is not None else torch.device("cpu")
+        self.device = torch.device(device)
+        self.module = module.to(self.device).eval()
+        self.bounds = (lo, hi)
+        m = _as_channel_tensor(mean, "mean")
+        s = _as_channel_tensor(std, "std")
+        if s is not None and (s <= 0).any():
+            raise UserError(f"std must be > 0, got {std!r}")
+        self.register_buffer("_mean", m.to(self.device) if m is not None else None, persistent=False)
+        self.register_buffer("_std", s.to(self.device) if s is not None else None, persistent=False)
+
+    def eval(self) -> "Target":  # keep the wrapped model in eval mode whatever is asked
+        return super().train(False)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        if self._mean is not None:
+            x = x - self._mean
+        if self._std is not None:
+            x = x / self._std
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return extract_logits(self.module(self.normalize(x)))
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+        """Predicted labels ``[B]`` (int64), evaluated in chunks of ``batch_size``."""
+        outs = [self(x[i : i + batch_size].to(self.device)).argmax(1) for i in range(0, len(x), batch_size)]
+        return torch.cat(outs) if outs else torch.empty(0, dtype=torch.long)
+
+    def hash(self) -> str:
+        return model_hash(self.module)

@@ -1,0 +1,1 @@
+"""Gradient attacks, usable standalone (``attack(x, y)``) and as mutators."""
