@@ -34,7 +34,9 @@ from neurofuzz.fuzzer.errors import UserError
 
 
 def cells_to_dense(cells: torch.Tensor, n_cells: int) -> torch.Tensor:
-    """Convert int64 ``[B, n]`` cell ids (``-1`` = none) to a dense bool ``[B, n_cells]``."""
+    """Convert int64 ``[B, n]`` cell ids (``-1`` = none) to a dense bool ``[B, n_cells]``, where
+    ``n_cells`` is the size of the whole cell map, ``metric.n_neurons * metric.m`` (not
+    ``metric.n_cells``, which leaves out KMNC's excluded neurons)."""
     if cells.dtype == torch.bool:
         return cells
     out = torch.zeros(cells.shape[0], n_cells + 1, dtype=torch.bool, device=cells.device)

@@ -5,7 +5,8 @@ some input. One cell per neuron; ``value() = covered neurons / all neurons``.
 
 Scaling (``scaled=True``, the default, as DeepXplore and DeepHunter): for each input and each
 layer, the layer's values are min-max scaled to [0, 1] before the comparison; a layer whose
-values are all equal for that input scales to all zeros (so it covers nothing for t >= 0).
+values are all equal for that input scales to all zeros (so it covers nothing for t >= 0);
+NaN values are left out of a layer's min and max.
 ``scaled=False`` compares raw values (as MindArmour does). NaN never covers.
 
 Example::
@@ -46,10 +47,15 @@ class NC(CoverageMetric):
         if self.scaled:
             b, n_layers = v.shape[0], len(self.layers)
             idx = self._layer_idx.expand(b, -1)
-            finite = torch.nan_to_num(v, nan=0.0)
-            lo = torch.full((b, n_layers), float("inf"), device=v.device).scatter_reduce(1, idx, finite, "amin")
-            hi = torch.full((b, n_layers), float("-inf"), device=v.device).scatter_reduce(1, idx, finite, "amax")
+            nan = torch.isnan(v)
+            # min / max over the non-NaN values of each input's layer
+            lo = torch.full((b, n_layers), float("inf"), device=v.device).scatter_reduce(
+                1, idx, torch.where(nan, torch.full_like(v, float("inf")), v), "amin")
+            hi = torch.full((b, n_layers), float("-inf"), device=v.device).scatter_reduce(
+                1, idx, torch.where(nan, torch.full_like(v, float("-inf")), v), "amax")
             lo, hi = lo.gather(1, idx), hi.gather(1, idx)
             span = hi - lo
-            v = torch.where(span > 0, (v - lo) / torch.where(span > 0, span, torch.ones_like(span)), torch.zeros_like(v))
+            spread = torch.isfinite(span) & (span > 0)
+            v = torch.where(spread, (v - lo) / torch.where(spread, span, torch.ones_like(span)), torch.zeros_like(v))
+            v = torch.where(nan, torch.full_like(v, float("nan")), v)  # NaN never covers
         return v > self.threshold

@@ -47,14 +47,21 @@ def _batches(data: Any, batch_size: int) -> Iterator[torch.Tensor]:
         data = torch.from_numpy(data)
     if isinstance(data, torch.Tensor):
         for i in range(0, len(data), batch_size):
-            yield data[i : i + batch_size]
+            yield _as_float32(data[i : i + batch_size])
         return
     for b in data:
         if isinstance(b, (tuple, list)):
             b = b[0]
         if isinstance(b, np.ndarray):
             b = torch.from_numpy(b)
-        yield b
+        yield _as_float32(b)
+
+
+def _as_float32(b: Any) -> Any:
+    """float64 (numpy's default) and float16 batches are converted to float32."""
+    if isinstance(b, torch.Tensor) and b.dtype.is_floating_point and b.dtype != torch.float32:
+        return b.float()
+    return b
 
 
 def _inner(model: nn.Module) -> nn.Module:
@@ -215,10 +222,13 @@ class NeuronProfile:
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise UserError("not a neurofuzz profile (missing format tag); create one with `neurofuzz profile`")
         try:
+            for key in ("low", "high", "mean", "std"):
+                if not isinstance(d.get(key), torch.Tensor):
+                    raise TypeError(f"field {key} is not a tensor")
             layers = dict(zip(d["layer_names"], (int(n) for n in d["layer_sizes"]), strict=True))
             return cls(layers=layers, low=d["low"], high=d["high"], mean=d["mean"], std=d["std"],
                        reduction=d["reduction"], model_hash=d["model_hash"], count=d["count"])
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise UserError(f"profile is incomplete or corrupted ({e}); recompute it with `neurofuzz profile`") from None
 
     def hash(self) -> str:

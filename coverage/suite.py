@@ -60,15 +60,20 @@ def build_metric(name: str, *, layers: dict[str, int] | None = None, profile: Ne
     bad = sorted(set(params) - _PARAMS[name])
     if bad:
         raise UserError(f"{name}: unknown parameter(s) {bad}; valid: {sorted(_PARAMS[name])}")
-    if name in _NEEDS_PROFILE:
-        if profile is None:
-            raise UserError(f"{name} needs a neuron profile; create one with `neurofuzz profile`")
-        return METRICS[name](profile, device=device, **params)
-    if layers is None:
-        if profile is None:
-            raise UserError(f"{name}: give the layer layout or a profile")
-        layers = profile.layers
-    return METRICS[name](layers, device=device, **params)
+    try:
+        if name in _NEEDS_PROFILE:
+            if profile is None:
+                raise UserError(f"{name} needs a neuron profile; create one with `neurofuzz profile`")
+            return METRICS[name](profile, device=device, **params)
+        if layers is None:
+            if profile is None:
+                raise UserError(f"{name}: give the layer layout or a profile")
+            layers = profile.layers
+        return METRICS[name](layers, device=device, **params)
+    except (TypeError, ValueError) as e:
+        if isinstance(e, UserError):
+            raise
+        raise UserError(f"{name}: bad parameter value in {params!r} ({e})") from None
 
 
 @dataclass
@@ -107,7 +112,8 @@ class CoverageSuite:
         """Build metrics from ``spec`` (default: all five, see ``DEFAULT_SPEC``) over ``profile``'s layers."""
         rec = recorder or ActivationRecorder(target, reduction=profile.reduction)
         known = set(rec.layer_names)
-        missing = [n for n in profile.layers if n.split(".")[0] not in known and n not in known]
+        # a hooked module returning a tuple / dict records "<module>.<item>"
+        missing = [n for n in profile.layers if n not in known and n.rsplit(".", 1)[0] not in known]
         if missing:
             raise UserError(f"profile layers {missing} are not in this model; re-profile it")
         profile.check_compatible(model=target if check_model else None, reduction=rec.reduction)

@@ -90,7 +90,8 @@ class Target(nn.Module):
             p = next(module.parameters(), None)
             device = p.device if p is not None else torch.device("cpu")
         self.device = torch.device(device)
-        self.module = module.to(self.device).eval()
+        self.module = module.to(self.device)
+        self.train(False)
         self.bounds = (lo, hi)
         m = _as_channel_tensor(mean, "mean")
         s = _as_channel_tensor(std, "std")
@@ -99,7 +100,9 @@ class Target(nn.Module):
         self.register_buffer("_mean", m.to(self.device) if m is not None else None, persistent=False)
         self.register_buffer("_std", s.to(self.device) if s is not None else None, persistent=False)
 
-    def eval(self) -> "Target":  # keep the wrapped model in eval mode whatever is asked
+    def train(self, mode: bool = True) -> "Target":
+        """A Target is always in eval mode (dropout off, batch-norm statistics frozen): ``train``
+        is a no-op that keeps it so, and code that restores a previous mode cannot switch it."""
         return super().train(False)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
@@ -117,6 +120,24 @@ class Target(nn.Module):
         """Predicted labels ``[B]`` (int64), evaluated in chunks of ``batch_size``."""
         outs = [self(x[i : i + batch_size].to(self.device)).argmax(1) for i in range(0, len(x), batch_size)]
         return torch.cat(outs) if outs else torch.empty(0, dtype=torch.long)
+
+    @torch.no_grad()
+    def probe(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the model once on a small batch and turn any failure into a :class:`UserError`
+        (wrong input shape, a model that raises, logits of the wrong shape). Returns the logits."""
+        try:
+            logits = self(x.to(self.device))
+        except UserError:
+            raise
+        except Exception as e:  # noqa: BLE001 - any model failure is reported in one line
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise UserError(
+                f"the model raised {type(e).__name__} on inputs of shape {list(x.shape)}: {msg[:200]}; "
+                "check that the seeds match the model's input shape"
+            ) from None
+        if logits.dim() != 2 or logits.shape[0] != x.shape[0]:
+            raise UserError(f"the model returned shape {list(logits.shape)} for {x.shape[0]} inputs; it must return logits [B, n_classes]")
+        return logits
 
     def hash(self) -> str:
         return model_hash(self.module)
