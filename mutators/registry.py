@@ -23,8 +23,9 @@ def register(cls: type[Mutator]) -> type[Mutator]:
     """Class decorator: make ``cls`` available under ``cls.name``."""
     if not cls.name:
         raise TypeError(f"{cls.__name__} has no name")
-    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
-        raise TypeError(f"mutator name {cls.name!r} registered twice")
+    old = _REGISTRY.get(cls.name)
+    if old is not None and old is not cls and (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
+        raise TypeError(f"mutator name {cls.name!r} registered twice ({old.__module__} and {cls.__module__})")
     _REGISTRY[cls.name] = cls
     return cls
 

@@ -10,13 +10,16 @@ import pytest
 
 import neurofuzz.corpus
 import neurofuzz.coverage
+import neurofuzz.defenses
+import neurofuzz.evaluators
 import neurofuzz.fuzzer
 import neurofuzz.mutators
 
 
 def _modules() -> list[str]:
     names = []
-    for pkg in (neurofuzz.coverage, neurofuzz.mutators, neurofuzz.fuzzer, neurofuzz.corpus):
+    for pkg in (neurofuzz.coverage, neurofuzz.mutators, neurofuzz.fuzzer, neurofuzz.corpus, neurofuzz.evaluators,
+                neurofuzz.defenses):
         names.append(pkg.__name__)
         for info in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
             names.append(info.name)

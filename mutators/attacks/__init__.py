@@ -1,1 +1,28 @@
-"""Gradient attacks, usable standalone (``attack(x, y)``) and as mutators."""
+"""Gradient attacks, usable standalone (``attack(x, y)``) and as registered mutators.
+
+Standalone::
+
+    >>> from neurofuzz.fuzzer.zoo import builtin_target, load_digits32
+    >>> from neurofuzz.mutators.attacks import PGD
+    >>> x, y = load_digits32("test")
+    >>> x_adv = PGD(builtin_target(), eps=0.3, alpha=0.01, steps=40)(x[:4], y[:4])
+
+As mutators (``kind="attack"``, ``needs_model=True``): ``fgsm``, ``rfgsm``, ``bim``, ``pgd``,
+``pgd_l2``, ``mifgsm``, ``mdiim``, e.g. ``neurofuzz.mutators.create("pgd", eps=(0.1, 0.3))``.
+See :mod:`neurofuzz.mutators.attacks.base` for the loss, the targets and the shared template.
+"""
+
+from neurofuzz.mutators.attacks.base import Attack, AttackMutator, AttackRun, run_attack
+from neurofuzz.mutators.attacks.bim import BIM, BIMMutator
+from neurofuzz.mutators.attacks.fgsm import FGSM, FGSMMutator
+from neurofuzz.mutators.attacks.mdiim import MDIIM, MDIIMMutator
+from neurofuzz.mutators.attacks.mifgsm import MIFGSM, MIFGSMMutator
+from neurofuzz.mutators.attacks.pgd import PGD, PGDMutator
+from neurofuzz.mutators.attacks.pgd_l2 import PGDL2, PGDL2Mutator
+from neurofuzz.mutators.attacks.rfgsm import RFGSM, RFGSMMutator
+
+__all__ = [
+    "Attack", "AttackMutator", "AttackRun", "run_attack",
+    "FGSM", "RFGSM", "BIM", "PGD", "PGDL2", "MIFGSM", "MDIIM",
+    "FGSMMutator", "RFGSMMutator", "BIMMutator", "PGDMutator", "PGDL2Mutator", "MIFGSMMutator", "MDIIMMutator",
+]

@@ -1,0 +1,116 @@
+"""Campaign benchmark on the built-in LeNet-5 / digits, all measured in one run. Prints JSON.
+
+(a) throughput: mutants evaluated per second inside the loop (natural mutators, validity
+    rule, coverage, oracles, disk store) / plain forward throughput of the same model at the
+    same batch size (seeds_per_batch * mutants_per_seed), both timed in this run;
+(b) guidance: coverage (KMNC, NBC, NC, ...) after the same number of mutants for the guided
+    loop and for an unguided baseline with the same mutators (nothing retained: every mutant
+    comes from an original seed);
+(c) memory: resident set size at the start and during a soak run (``--soak-seconds``,
+    default 600), sampled every ``--sample-seconds``.
+
+    python benchmarks/campaign.py [--mutants 20000] [--soak-seconds 600] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from neurofuzz.fuzzer.config import Budget, FuzzConfig
+from neurofuzz.fuzzer.loop import Fuzzer
+from neurofuzz.fuzzer.zoo import builtin_target, load_digits32
+
+
+def rss_mb() -> float:
+    """Current resident set size (Linux /proc), in MiB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def plain_forward_per_sec(target, x: torch.Tensor, repeats: int = 30) -> float:
+    with torch.no_grad():
+        for _ in range(3):
+            target(x)
+        ts = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            target(x)
+            ts.append(time.perf_counter() - t0)
+    return len(x) / statistics.median(ts)
+
+
+def campaign(tmp: Path, name: str, target, cfg: FuzzConfig, x, y, x_train) -> tuple[dict, float]:
+    fz = Fuzzer.create(tmp / name, target, x, y, cfg, profile_data=x_train)
+    t0 = time.perf_counter()
+    summary = fz.run()
+    wall = time.perf_counter() - t0
+    fz.close()
+    return summary, wall
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mutants", type=int, default=20000, help="mutants for (a) and (b)")
+    ap.add_argument("--soak-seconds", type=float, default=600.0)
+    ap.add_argument("--sample-seconds", type=float, default=60.0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    rss_start = rss_mb()
+    target = builtin_target()
+    x, y = load_digits32("test")
+    x_train, _ = load_digits32("train")
+    base = dict(seed=args.seed, budget=Budget(mutants=args.mutants), stats_interval=5.0, checkpoint_interval=60.0)
+    batch = FuzzConfig().seeds_per_batch * FuzzConfig().mutants_per_seed
+    result: dict = {"benchmark": "campaign", "torch": torch.__version__, "threads": args.threads,
+                    "machine": platform.machine(), "batch": batch, "mutants": args.mutants,
+                    "mutators": [m["name"] for m in FuzzConfig().mutators]}
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        guided, wall = campaign(tmp, "guided", target, FuzzConfig(**base), x, y, x_train)
+        fwd = plain_forward_per_sec(target, torch.cat([x_train] * 2)[:batch].contiguous())
+        loop_rate = guided["mutants"] / wall
+        result["a_throughput"] = {
+            "loop_mutants_per_sec": round(loop_rate, 1),
+            "plain_forward_inputs_per_sec": round(fwd, 1),
+            "ratio": round(loop_rate / fwd, 4),
+            "target_min_ratio": 0.25,
+        }
+        unguided, _ = campaign(tmp, "unguided", target, FuzzConfig(**base, guided=False), x, y, x_train)
+        cov = lambda s: {k[4:]: s[k] for k in s if k.startswith("cov_")}  # noqa: E731
+        result["b_guidance"] = {
+            "guided": cov(guided), "unguided": cov(unguided),
+            "guided_queue": guided["queue_size"], "unguided_queue": unguided["queue_size"],
+            "guided_failures": guided["failures_total"], "unguided_failures": unguided["failures_total"],
+            "guided_ahead_on": sorted(k for k in cov(guided) if cov(guided)[k] > cov(unguided)[k]),
+        }
+        samples = [{"t": 0.0, "rss_mb": round(rss_mb(), 1)}]
+        if args.soak_seconds > 0:
+            cfg = FuzzConfig(seed=args.seed, budget=Budget(seconds=args.sample_seconds), stats_interval=5.0,
+                             checkpoint_interval=60.0)
+            fz = Fuzzer.create(tmp / "soak", target, x, y, cfg, profile_data=x_train)
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < args.soak_seconds:
+                s = fz.run()
+                samples.append({"t": round(time.monotonic() - t0, 1), "rss_mb": round(rss_mb(), 1),
+                                "queue": s["queue_size"], "mutants": s["mutants"]})
+            fz.close()
+        result["c_memory"] = {"rss_at_start_mb": round(rss_start, 1), "samples": samples}
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""neurofuzz.defenses: adversarial training, input-transformation defenses and detectors."""
