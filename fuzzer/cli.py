@@ -317,6 +317,30 @@ def _replay_run(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- mutators
+def _mutators_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", nargs="?", help="show one mutator's parameter schema")
+    p.add_argument("--json", action="store_true")
+
+
+@command("mutators", "list the registered mutators and their parameters")(_mutators_args)
+def _mutators_run(args: argparse.Namespace) -> int:
+    from neurofuzz.mutators import available, describe
+
+    names = [args.name] if args.name else available()
+    infos = [describe(n) for n in names]
+    if args.json:
+        print(json.dumps(infos, indent=2, default=str))
+        return 0
+    for info in infos:
+        params = ", ".join(
+            f"{k}={tuple(v['default']) if isinstance(v.get('default'), (list, tuple)) else v.get('default')!r}"
+            for k, v in info["params"].items()
+        )
+        print(f"{info['name']:<22} {info['kind']:<8} {params}")
+    return 0
+
+
 # ---------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
