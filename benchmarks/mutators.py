@@ -4,7 +4,7 @@ Sections live in :data:`SECTIONS` (name -> function taking the parsed options an
 JSON-ready dict). ``natural`` measures throughput (mutants per second, ``mutate`` end to end:
 sampling, transform, clipping) of every registered natural mutator on a batch of 256 random
 images of 1x32x32 and of 3x224x224, from the fastest of several calls (the machine may be shared)
-and from the median. An attack section (FGSM and PGD-40 time as a ratio to
+and from the median, with one torch and OpenCV thread by default (``--threads``). An attack section (FGSM and PGD-40 time as a ratio to
 ``steps x (forward + backward)``) plugs in the same way: write ``attacks_section(opts) -> dict``
 and add it to :data:`SECTIONS`.
 
@@ -91,9 +91,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--reps-small", type=int, default=10, help="timed calls per mutator on 1x32x32")
     ap.add_argument("--reps-large", type=int, default=3, help="timed calls per mutator on 3x224x224")
-    ap.add_argument("--threads", type=int, default=None, help="torch and OpenCV threads (default: library default)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch and OpenCV threads (default 1, as in attack_overhead.py: stable on a shared machine; "
+        "0 keeps the libraries' defaults)",
+    )
     opts = ap.parse_args(argv)
-    if opts.threads:
+    if opts.threads > 0:
         torch.set_num_threads(opts.threads)
         cv2.setNumThreads(opts.threads)
     out: dict[str, Any] = {"environment": environment()}

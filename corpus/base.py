@@ -165,6 +165,9 @@ class BaseStore(ABC):
     def _transaction(self) -> AbstractContextManager[None]:
         """Exclusive write section: reads inside see a consistent state, writes commit at exit."""
 
+    def sync(self) -> None:
+        """Make everything written so far durable (no-op for stores without a disk)."""
+
     def batch(self) -> AbstractContextManager[None]:
         """Group several adds into one all-or-nothing transaction (see ``CampaignStore.batch``)."""
         return self._transaction()

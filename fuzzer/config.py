@@ -92,7 +92,8 @@ class FuzzConfig:
     budget: Budget = field(default_factory=Budget)
     guided: bool = True  # False: the unguided baseline (nothing is added to the queue; coverage is still measured)
     save_all_failures: bool = False  # False: keep failures that are new per (root, oracle, class) or raise coverage
-    stats_interval: float = 2.0  # seconds between fuzzer_stats rewrites
+    stats_interval: float = 2.0  # seconds between fuzzer_stats rewrites (each preceded by a sync to disk)
+    fsync_every_write: bool = False  # True: fsync each iteration's writes (power-loss safe at every step, slower)
     checkpoint_interval: float = 30.0  # seconds between state checkpoints
 
     def validate(self) -> "FuzzConfig":

@@ -150,6 +150,7 @@ class Fuzzer:
         self._last_ckpt = time.monotonic()
         self._stop_reason = ""
         self._stop_requested = False
+        self._max_id = 0  # largest entry id stored so far
 
     # ------------------------------------------------------------------ construction
     @staticmethod
@@ -180,7 +181,7 @@ class Fuzzer:
             profile = NeuronProfile.from_data(target, profile_data if profile_data is not None else x)
         suite = CoverageSuite.default(target, profile, config.metrics)
         store = CampaignStore.create(path, setup=cls._setup_dict(target, config, profile, setup_extra or {}),
-                                     mode="force" if force else "new")
+                                     mode="force" if force else "new", fsync=config.fsync_every_write)
         store.save_state("profile", profile.state_dict())
         fz = cls(target, suite, config, store, reference=reference, monitor=monitor)
         fz._add_seeds(x, y)
@@ -196,6 +197,9 @@ class Fuzzer:
         try:
             setup = store.setup
             config = FuzzConfig.from_dict(setup["config"])
+            if not config.fsync_every_write:
+                store.close()
+                store = CampaignStore.open(path, fsync=False)
             if budget is not None:
                 config.budget = budget
             if setup.get("model_hash") and setup["model_hash"] != target.hash():
@@ -226,10 +230,10 @@ class Fuzzer:
                 for j in range(len(xb)):
                     gains = {n: int(g[j]) for n, g in ev.gains.items()}
                     if misclassified and int(preds[j]) != int(yb[j]):
-                        self.store.add(xb[j].cpu(), kind="failure", oracle="misclassified", label=int(yb[j]),
+                        self._add(xb[j].cpu(), kind="failure", oracle="misclassified", label=int(yb[j]),
                                        pred=int(preds[j]), gains=gains, extra={"seed_index": i + j})
                         continue
-                    e = self.store.add(xb[j].cpu(), kind="queue", label=int(yb[j]), pred=int(preds[j]), gains=gains,
+                    e = self._add(xb[j].cpu(), kind="queue", label=int(yb[j]), pred=int(preds[j]), gains=gains,
                                        extra={"seed_index": i + j, "ref": None, "affine_used": False})
                     if e.duplicate:
                         continue
@@ -240,6 +244,11 @@ class Fuzzer:
             raise UserError("no usable seed: every seed is misclassified by the model (or a duplicate); "
                             "check the labels and the model's input normalisation")
 
+    def _add(self, x: torch.Tensor, **kw: Any) -> Any:
+        e = self.store.add(x, **kw)
+        self._max_id = max(self._max_id, e.id)
+        return e
+
     def _enqueue(self, eid: int, x: torch.Tensor, label: int, root: int, root_pred: int, ref: int,
                  affine_used: bool, chain: list[dict[str, Any]], gain: float) -> None:
         self.queue[eid] = QueueInfo(x, label, root, root_pred, ref, affine_used, chain)
@@ -247,9 +256,10 @@ class Fuzzer:
 
     def checkpoint(self) -> None:
         """Save coverage, scheduler, RNG and counters atomically."""
+        self.store.sync()
         c = dataclasses.replace(self.counters, elapsed=self._campaign_time())
         self.store.save_state(STATE, {
-            "last_id": max((e.id for e in self.store.entries()), default=0),
+            "last_id": self._max_id,
             "rng": self.rng.get_state(),
             "scheduler": self.scheduler.state_dict(),
             "coverage": self.suite.state_dict(),
@@ -268,6 +278,7 @@ class Fuzzer:
         last_id = int(st["last_id"])
         later: list[Any] = []
         for e in self.store.entries():
+            self._max_id = max(self._max_id, e.id)
             if e.kind == "failure":
                 self.failure_keys.add((e.root, e.oracle, e.pred))
                 if e.id > last_id:
@@ -327,7 +338,7 @@ class Fuzzer:
             rows_x.append(res.x)
             rows_parent += parents
             rows_mut += [k] * len(parents)
-            rows_params += [res.params_of(i) for i in range(len(parents))]
+            rows_params += [(res, i) for i in range(len(parents))]  # params_of(i) only for stored rows
         x = torch.cat(rows_x)
         parent_t = rows_parent
         affine = torch.tensor([self.mutators[k].kind == "affine" for k in rows_mut], device=x.device)
@@ -379,12 +390,13 @@ class Fuzzer:
             i, q = idx[j], infos[j]
             k = rows_mut[i]
             mname = self.mutators[k].name
-            step_rec = {"mutator": mname, "params": rows_params[i], "config": self.mutators[k].config}
+            res, r = rows_params[i]
+            step_rec = {"mutator": mname, "params": res.params_of(r), "config": self.mutators[k].config}
             chain = q.chain + [step_rec]
             gains = {n: int(g[j]) for n, g in ev.gains.items()}
             if keep[j]:
                 is_aff = bool(affine[i])
-                e = self.store.add(xv_cpu[j], kind="queue", label=q.label, pred=int(preds[j]), parent=parent_t[i],
+                e = self._add(xv_cpu[j], kind="queue", label=q.label, pred=int(preds[j]), parent=parent_t[i],
                                    chain=chain, gains=gains, iteration=self.counters.iterations, time_found=now,
                                    extra={"ref": "self" if is_aff else q.ref, "affine_used": q.affine_used or is_aff})
                 if e.duplicate:
@@ -405,7 +417,7 @@ class Fuzzer:
                 self.counters.failures_total[oname] = self.counters.failures_total.get(oname, 0) + 1
                 key = (q.root, oname, int(preds[j]))
                 if cfg.save_all_failures or key not in self.failure_keys or int(gain[j]) > 0:
-                    e = self.store.add(xv_cpu[j], kind="failure", oracle=oname, label=q.label, pred=int(preds[j]),
+                    e = self._add(xv_cpu[j], kind="failure", oracle=oname, label=q.label, pred=int(preds[j]),
                                        parent=parent_t[i], chain=chain, gains=gains,
                                        iteration=self.counters.iterations, time_found=now)
                     if not e.duplicate:
@@ -450,6 +462,7 @@ class Fuzzer:
         if not force and now - self._last_stats < self.config.stats_interval:
             return
         self._last_stats = now
+        self.store.sync()  # what fuzzer_stats reports as found is on disk before it says so
         st = self.stats()
         self.store.write_stats({**st, "status": status, "pid": os.getpid(), "neurofuzz_version": __version__})
         self.store.append_plot({k: st[k] for k in ("run_time", "iterations", "mutants", "queue_size",
@@ -474,7 +487,9 @@ class Fuzzer:
 
     def run(self) -> dict[str, Any]:
         """Run until a budget is reached (or SIGINT / SIGTERM); checkpoint and return a summary."""
+        self.counters.elapsed = self._campaign_time()  # fold earlier run() calls of this object in
         self._t0 = time.monotonic()
+        self._stop_reason, self._stop_requested = "", False
         self._session_mutants_start = self.counters.mutants
         old = {}
 

@@ -5,7 +5,10 @@ batch of the same shape, dtype and device. It never changes its input in place, 
 the global RNG (randomness comes from the ``torch.Generator`` passed in), and records, for every
 input, the parameters it drew. Applying the same mutator configuration with the same recorded
 parameters to the same input reproduces the mutant exactly (:meth:`Mutator.replay`), which is
-what lineage, replay and corpus export rely on.
+what lineage, replay and corpus export rely on. (Attacks query the model: replaying a whole
+batch is exact, but replaying one input alone runs the model at another batch size, and float32
+kernels round differently per batch size, so magnitude-based attacks such as PGD-L2 then agree
+only to float rounding, ~1e-7.)
 
 Subclasses implement two pure steps:
 
@@ -60,6 +63,8 @@ class Range:
         ):
             raise UserError(f"{mutator}.{key}: expected a number or a [lo, hi] pair, got {value!r}")
         lo, hi = float(value[0]), float(value[1])
+        if self.integer and not (lo.is_integer() and hi.is_integer()):
+            raise UserError(f"{mutator}.{key}: {value!r} must be whole numbers")
         if not (self.limit_lo <= lo <= hi <= self.limit_hi):
             raise UserError(
                 f"{mutator}.{key}: {value!r} is out of range; use lo <= hi within "
@@ -176,7 +181,7 @@ class Mutator(ABC):
     ) -> torch.Tensor:
         """Reproduce mutants from recorded parameters (tensors ``[B]`` or per-input scalars)."""
         self._check_input(x, bounds, target, y)
-        p = {k: torch.as_tensor(v).reshape(-1) for k, v in params.items()}
+        p = {k: _param_tensor(v) for k, v in params.items()}
         for k, v in p.items():
             if v.numel() == 1 and x.shape[0] != 1:
                 p[k] = v.expand(x.shape[0]).clone()
@@ -196,6 +201,17 @@ class Mutator(ABC):
             raise UserError(f"{self.name}: expected a floating-point batch, got {x.dtype}")
         if self.needs_model and (target is None or y is None):
             raise UserError(f"{self.name} is an attack: pass target= and y= (labels)")
+
+
+def _param_tensor(v: Any) -> torch.Tensor:
+    """Recorded parameters as a 1-D tensor; Python floats become float64 (as ``sample`` draws
+    them), so a value that went through JSON replays exactly."""
+    if isinstance(v, torch.Tensor):
+        return v.reshape(-1)
+    t = torch.as_tensor(v)
+    if t.dtype == torch.float32:
+        t = torch.as_tensor(v, dtype=torch.float64)
+    return t.reshape(-1)
 
 
 def per_input_generators(seeds: torch.Tensor) -> list[torch.Generator]:

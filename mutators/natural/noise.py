@@ -5,7 +5,8 @@ low-frequency blotches).
 Random fields are drawn per input with torch generators seeded from the recorded per-input seeds
 (so a single input can be replayed alone) and applied with batched torch. Fields measured at batch
 256 (2 threads), torch vs numpy (PCG64) generators: uniform 1.7 vs 2.3 ms on 1x32x32 and 137 vs
-96 ms on 3x224x224; normal 1.7 vs 4.0 ms and 166 vs 356 ms. NaturalNoise upsamples with
+96 ms on 3x224x224; normal 1.7 vs 4.0 ms and 166 vs 356 ms: torch kept (faster for normal noise
+and on small images, and the one generator the contract names). NaturalNoise upsamples with
 ``cv2.resize`` (see ``_common.smooth_field``).
 
 Shapes: ``x [B, C, H, W]`` -> ``[B, C, H, W]``; every parameter is one value per input.
