@@ -47,6 +47,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
+    print(json.dumps(measure(args), indent=2))
+    return 0
+
+
+def measure(args: argparse.Namespace) -> dict:
+    """Run the measurement for options ``batch``, ``repeats``, ``steps``, ``rounds``; return the
+    JSON-ready result (also used by ``benchmarks/mutators.py``'s ``attacks`` section)."""
 
     target = builtin_target()
     x_all, y_all = load_digits32("test")
@@ -94,8 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         "pgd_ratio_per_round": [round(r, 3) for r in rp_all],
         "pgd_target_ratio": 1.2,
     }
-    print(json.dumps(out, indent=2))
-    return 0
+    return out
 
 
 if __name__ == "__main__":

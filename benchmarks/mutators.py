@@ -73,6 +73,21 @@ def natural_section(opts: argparse.Namespace) -> dict[str, Any]:
 SECTIONS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {"natural": natural_section}
 
 
+def attacks_section(opts: argparse.Namespace) -> dict[str, Any]:
+    """FGSM and PGD-40 time per batch as a ratio to steps x (forward + backward), same run
+    (the measurement of ``benchmarks/attack_overhead.py``)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from attack_overhead import measure
+
+    return measure(argparse.Namespace(batch=opts.batch, repeats=5, steps=40, rounds=3))
+
+
+SECTIONS["attacks"] = attacks_section
+
+
 def environment() -> dict[str, Any]:
     return {
         "neurofuzz": __version__,

@@ -189,7 +189,8 @@ def _fuzz_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", help=".npz (x, y), .npy (with --labels) or image folder DIR/<label>/*.png "
                                    "(default: digits test split for builtin)")
     p.add_argument("--labels", help=".npy labels for .npy seeds")
-    p.add_argument("--profile", help="neuron profile from `neurofuzz profile` (default: profile the seeds)")
+    p.add_argument("--profile", help="neuron profile from `neurofuzz profile` (default: the training split for "
+                                     "the builtin model, else the seeds themselves)")
     p.add_argument("--out", required=True, help="campaign directory")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true", help="continue the campaign in --out")
@@ -217,6 +218,11 @@ def _fuzz_run(args: argparse.Namespace) -> int:
     reference = _target_from(args, args.reference_model, args.reference_weights) if args.reference_model else None
     monitor = None if args.quiet else Monitor()
     if args.resume:
+        fixed = [f"--{n}" for n in ("config", "seed", "mutators", "seeds", "labels", "profile")
+                 if getattr(args, n) is not None]
+        if fixed:
+            raise UserError(f"{', '.join(fixed)} cannot change on --resume (the campaign keeps its setup); "
+                            "give only budgets, or start a new campaign")
         fz = Fuzzer.resume(args.out, target, reference=reference, monitor=monitor)
         _apply_budget(fz.config, args)
     else:
@@ -231,7 +237,13 @@ def _fuzz_run(args: argparse.Namespace) -> int:
         cfg.validate()
         x, y = _seeds_from(args, tuple(args.bounds))
         profile = NeuronProfile.load(args.profile) if args.profile else None
-        fz = Fuzzer.create(args.out, target, x, y, cfg, profile=profile, force=args.force, reference=reference,
+        profile_data = None
+        if profile is None and args.model == "builtin":
+            from neurofuzz.fuzzer.zoo import load_digits32
+
+            profile_data = load_digits32("train")[0]  # the built-in model's training data
+        fz = Fuzzer.create(args.out, target, x, y, cfg, profile=profile, profile_data=profile_data,
+                           force=args.force, reference=reference,
                            monitor=monitor, setup_extra={"command": "fuzz", "model": args.model, "seeds": args.seeds})
     try:
         summary = fz.run()
