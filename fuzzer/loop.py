@@ -127,7 +127,7 @@ class Fuzzer:
 
     def __init__(self, target: Target, suite: CoverageSuite, config: FuzzConfig, store: CampaignStore,
                  *, reference: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                 monitor: Any = None) -> None:
+                 monitor: Any = None, extra_oracles: list[Any] | None = None) -> None:
         self.target = target
         self.suite = suite
         self.config = config
@@ -140,6 +140,7 @@ class Fuzzer:
         self.scheduler = build_scheduler(**config.scheduler)
         self.oracles = [build_oracle(o, reference=reference) if o == "disagreement" else build_oracle(o)
                         for o in config.oracles]
+        self.oracles += list(extra_oracles or [])  # ready-built oracles, e.g. DetectorMiss(detector)
         self.rng = torch.Generator().manual_seed(int(config.seed))
         self.queue: dict[int, QueueInfo] = {}
         self.failure_keys: set[tuple[int, str, int]] = set()
@@ -172,7 +173,7 @@ class Fuzzer:
     def create(cls, path: str | Path, target: Target, seeds_x: Any, seeds_y: Any, config: FuzzConfig, *,
                profile: NeuronProfile | None = None, profile_data: Any = None, force: bool = False,
                reference: Callable[[torch.Tensor], torch.Tensor] | None = None, monitor: Any = None,
-               setup_extra: dict[str, Any] | None = None) -> "Fuzzer":
+               setup_extra: dict[str, Any] | None = None, extra_oracles: list[Any] | None = None) -> "Fuzzer":
         """Start a new campaign in ``path`` (refused if it is a non-empty directory, unless ``force``)."""
         config.validate()
         x, y = validate_seeds(seeds_x, seeds_y, target.bounds)
@@ -183,14 +184,14 @@ class Fuzzer:
         store = CampaignStore.create(path, setup=cls._setup_dict(target, config, profile, setup_extra or {}),
                                      mode="force" if force else "new", fsync=config.fsync_every_write)
         store.save_state("profile", profile.state_dict())
-        fz = cls(target, suite, config, store, reference=reference, monitor=monitor)
+        fz = cls(target, suite, config, store, reference=reference, monitor=monitor, extra_oracles=extra_oracles)
         fz._add_seeds(x, y)
         fz.checkpoint()
         return fz
 
     @classmethod
     def resume(cls, path: str | Path, target: Target, *, reference: Callable[[torch.Tensor], torch.Tensor] | None = None,
-               monitor: Any = None, budget: Any = None) -> "Fuzzer":
+               monitor: Any = None, budget: Any = None, extra_oracles: list[Any] | None = None) -> "Fuzzer":
         """Continue the campaign in ``path`` where its last checkpoint left it; entries stored after
         that checkpoint are re-read from disk, so nothing that was saved is lost."""
         store = CampaignStore.open(path)
@@ -207,7 +208,7 @@ class Fuzzer:
                                 "resume it with the same model or start a new campaign")
             profile = NeuronProfile.from_state_dict(store.load_state("profile"))
             suite = CoverageSuite.default(target, profile, config.metrics)
-            fz = cls(target, suite, config, store, reference=reference, monitor=monitor)
+            fz = cls(target, suite, config, store, reference=reference, monitor=monitor, extra_oracles=extra_oracles)
             fz._restore()
         except BaseException:
             store.close()
@@ -451,8 +452,8 @@ class Fuzzer:
             "failures_stored": sum(c.failures_stored.values()),
             "seconds_since_last_find": round(t - c.last_find, 1),
         }
-        for o in self.config.oracles:
-            out[f"failures_{o}"] = c.failures_total.get(o, 0)
+        for o in self.oracles:
+            out[f"failures_{o.name}"] = c.failures_total.get(o.name, 0)
         for n, v in self.suite.values().items():
             out[f"cov_{n}"] = round(v, 6)
         return out

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # on a shared 2-core machine, 1 thread is faster and steadier (OpenMP contention)
 
 
 @pytest.fixture(autouse=True)

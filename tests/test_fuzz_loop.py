@@ -141,3 +141,27 @@ def test_validity_rule_rejects_heavy_noise(tmp_path, digits_target):
     fz.close()
     assert summary["invalid_mutants"] == summary["mutants"] > 0
     assert summary["queue_size"] == n_seeds  # no mutant retained: only the seeds
+
+
+def test_ready_built_oracles_join_the_loop(tmp_path, digits_target):
+    """Extra oracles (e.g. neurofuzz.defenses.DetectorMiss(detector)) judge mutants like built-ins."""
+    from neurofuzz.fuzzer.oracles import Oracle
+
+    class Bright(Oracle):
+        name = "bright"
+
+        def check(self, ctx):
+            return ctx.x.flatten(1).mean(1) > 0.3
+
+    x, y = load_digits32("test")
+    cfg = _cfg(mutators=[{"name": "contrast", "beta": [0.2, 0.3]}], budget=Budget(iterations=3),
+               constraint=Constraint(enabled=False))
+    fz = Fuzzer.create(tmp_path / "o", digits_target, x[:40], y[:40], cfg,
+                       profile_data=load_digits32("train")[0][:512], extra_oracles=[Bright()])
+    summary = fz.run()
+    fz.close()
+    assert summary["failures_bright"] > 0
+    with CampaignStore.open(tmp_path / "o", readonly=True) as s:
+        fails = s.entries(kind="failure", oracle="bright")
+        assert fails and all(float(e.load().mean()) > 0.3 for e in fails)
+        assert all(float(e.load().mean()) <= 0.3 for e in s.entries("queue") if e.parent is not None)
