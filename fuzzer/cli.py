@@ -329,6 +329,26 @@ def _replay_run(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- evaluate
+def _evaluate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=0, help="seed of the NAD training (default 0)")
+    p.add_argument("--eps", type=float, default=0.3, help="FGSM eps (default 0.3)")
+    p.add_argument("--json", action="store_true")
+
+
+@command("evaluate", "MindArmour's tutorial experiment on the built-in model: FGSM attack metrics, "
+         "NAD defense and defense metrics")(_evaluate_args)
+def _evaluate_run(args: argparse.Namespace) -> int:
+    from neurofuzz.evaluators.tutorial import format_tutorial, run_tutorial
+
+    if not 0 < args.eps <= 1:
+        raise UserError("--eps must be in (0, 1]")
+    r = run_tutorial(seed=args.seed, eps=args.eps,
+                     progress=None if args.json else (lambda m: print(m, file=sys.stderr, flush=True)))
+    print(json.dumps(r, indent=2, default=float) if args.json else format_tutorial(r))
+    return 0
+
+
 # ---------------------------------------------------------------------------- mutators
 def _mutators_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", nargs="?", help="show one mutator's parameter schema")
