@@ -5,7 +5,8 @@
     same batch size (seeds_per_batch * mutants_per_seed), both timed in this run;
 (b) guidance: coverage (KMNC, NBC, NC, ...) after the same number of mutants for the guided
     loop and for an unguided baseline with the same mutators (nothing retained: every mutant
-    comes from an original seed);
+    comes from an original seed), for each RNG seed in ``--repeats`` and for two seed sets:
+    all 360 test digits, and the first 20 (``--few-seeds``);
 (c) memory: resident set size at the start and during a soak run (``--soak-seconds``,
     default 600), sampled every ``--sample-seconds``.
 
@@ -67,6 +68,8 @@ def main() -> None:
     ap.add_argument("--sample-seconds", type=float, default=60.0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeats", type=int, default=3, help="RNG seeds per guidance comparison")
+    ap.add_argument("--few-seeds", type=int, default=20, help="size of the small seed set for (b)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     rss_start = rss_mb()
@@ -89,14 +92,29 @@ def main() -> None:
             "ratio": round(loop_rate / fwd, 4),
             "target_min_ratio": 0.25,
         }
-        unguided, _ = campaign(tmp, "unguided", target, FuzzConfig(**base, guided=False), x, y, x_train)
         cov = lambda s: {k[4:]: s[k] for k in s if k.startswith("cov_")}  # noqa: E731
-        result["b_guidance"] = {
-            "guided": cov(guided), "unguided": cov(unguided),
-            "guided_queue": guided["queue_size"], "unguided_queue": unguided["queue_size"],
-            "guided_failures": guided["failures_total"], "unguided_failures": unguided["failures_total"],
-            "guided_ahead_on": sorted(k for k in cov(guided) if cov(guided)[k] > cov(unguided)[k]),
-        }
+        guidance: dict = {}
+        for label, n_seeds in (("all_seeds", len(x)), ("few_seeds", args.few_seeds)):
+            runs = []
+            for rep in range(args.repeats):
+                kw = dict(base, seed=args.seed + rep)
+                g, _ = campaign(tmp, f"g-{label}-{rep}", target, FuzzConfig(**kw), x[:n_seeds], y[:n_seeds], x_train)
+                u, _ = campaign(tmp, f"u-{label}-{rep}", target, FuzzConfig(**kw, guided=False), x[:n_seeds],
+                                y[:n_seeds], x_train)
+                runs.append({"seed": args.seed + rep, "guided": cov(g), "unguided": cov(u),
+                             "guided_queue": g["queue_size"], "guided_failing": g["failing_mutants"],
+                             "unguided_failing": u["failing_mutants"]})
+            metrics = list(runs[0]["guided"])
+            mean = lambda key, m: round(statistics.mean(r[key][m] for r in runs), 4)  # noqa: E731
+            guidance[label] = {
+                "n_seeds": n_seeds,
+                "runs": runs,
+                "mean_guided": {m: mean("guided", m) for m in metrics},
+                "mean_unguided": {m: mean("unguided", m) for m in metrics},
+                "guided_ahead_in_every_run_on": [m for m in metrics
+                                                 if all(r["guided"][m] > r["unguided"][m] for r in runs)],
+            }
+        result["b_guidance"] = {"feedback": FuzzConfig().feedback, **guidance}
         samples = [{"t": 0.0, "rss_mb": round(rss_mb(), 1)}]
         if args.soak_seconds > 0:
             cfg = FuzzConfig(seed=args.seed, budget=Budget(seconds=args.sample_seconds), stats_interval=5.0,

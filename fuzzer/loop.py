@@ -239,11 +239,17 @@ class Fuzzer:
                     if e.duplicate:
                         continue
                     self._enqueue(e.id, xb[j].cpu(), int(yb[j]), e.id, int(preds[j]), e.id, False, [],
-                                  sum(gains[f] for f in self.config.feedback))
+                                  self._priority(gains))
                     kept += 1
         if kept == 0:
             raise UserError("no usable seed: every seed is misclassified by the model (or a duplicate); "
                             "check the labels and the model's input normalisation")
+
+    def _priority(self, gains: dict[str, int]) -> float:
+        """Scheduler weight of an entry: its coverage gain on each feedback metric as a share of
+        that metric's map (per mille), summed, so that a new boundary cell of NBC (2 per neuron)
+        counts for more than a new KMNC section (k per neuron)."""
+        return sum(1000.0 * gains.get(f, 0) / max(1, self.suite.metrics[f].n_cells) for f in self.config.feedback)
 
     def _add(self, x: torch.Tensor, **kw: Any) -> Any:
         e = self.store.add(x, **kw)
@@ -253,7 +259,7 @@ class Fuzzer:
     def _enqueue(self, eid: int, x: torch.Tensor, label: int, root: int, root_pred: int, ref: int,
                  affine_used: bool, chain: list[dict[str, Any]], gain: float) -> None:
         self.queue[eid] = QueueInfo(x, label, root, root_pred, ref, affine_used, chain)
-        self.scheduler.add(eid, gain=gain)
+        self.scheduler.add(eid, gain=gain, root=root)
 
     def checkpoint(self) -> None:
         """Save coverage, scheduler, RNG and counters atomically."""
@@ -291,7 +297,7 @@ class Fuzzer:
             self.queue[e.id] = QueueInfo(x, e.label, e.root, self._root_pred(e), ref, bool(ex.get("affine_used")), e.chain)
             if e.id > last_id:
                 later.append(e)
-                self.scheduler.add(e.id, gain=sum(e.gains.get(f, 0) for f in self.config.feedback))
+                self.scheduler.add(e.id, gain=self._priority(e.gains), root=e.root)
                 if e.parent is not None:
                     self.scheduler.credit(e.parent, 1)
         # coverage reached by entries saved after the checkpoint
@@ -404,7 +410,7 @@ class Fuzzer:
                     continue
                 ref = e.id if is_aff else q.ref  # an affine mutant is its descendants' reference
                 self._enqueue(e.id, xv_cpu[j], q.label, q.root, q.root_pred, ref, q.affine_used or is_aff, chain,
-                              float(gain[j]))
+                              self._priority(gains))
                 self.scheduler.credit(parent_t[i], 1)
                 self.counters.per_mutator[mname][1] += 1
                 retained += 1

@@ -13,6 +13,12 @@ returns ``[(entry_id, mutants)]`` whose mutants sum to ``n_seeds * n_mutants``.
   get more mutants.
 * ``gain``: coverage-gain weighted: weight ``(1 + gain + found) / (1 + picks)``; equal energy.
 
+Root stratification (``stratify=True``, the default): the weights are normalised within each
+root seed's lineage, so every root seed is picked equally often and the scheduler's preference
+acts among the entries of one lineage. Without it, a queue of thousands of descendants of a few
+productive seeds crowds out the other seeds: measured on the built-in model, that loses the seed
+diversity an unguided fuzzer gets for free (``benchmarks/campaign.py``).
+
 Example::
 
     >>> import torch
@@ -37,10 +43,12 @@ from neurofuzz.fuzzer.errors import UserError
 class Scheduler:
     name = ""
 
-    def __init__(self) -> None:
+    def __init__(self, *, stratify: bool = True) -> None:
+        self.stratify = bool(stratify)
         self.ids: list[int] = []
         self._pos: dict[int, int] = {}
-        self._buf = torch.zeros(3, 16, dtype=torch.float64)  # picks, found, gain; grown by doubling
+        # rows: picks, found, gain, group (position of the entry's root); grown by doubling
+        self._buf = torch.zeros(4, 16, dtype=torch.float64)
 
     @property
     def picks(self) -> torch.Tensor:
@@ -57,7 +65,12 @@ class Scheduler:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def add(self, entry_id: int, *, gain: float = 0.0) -> None:
+    @property
+    def group(self) -> torch.Tensor:
+        return self._buf[3, : len(self.ids)].long()
+
+    def add(self, entry_id: int, *, gain: float = 0.0, root: int | None = None) -> None:
+        """Add a queue entry; ``root`` is its root seed's id (None or unknown: its own group)."""
         if entry_id in self._pos:
             return
         n = len(self.ids)
@@ -65,7 +78,8 @@ class Scheduler:
             self._buf = torch.cat([self._buf, torch.zeros_like(self._buf)], 1)
         self._pos[entry_id] = n
         self.ids.append(entry_id)
-        self._buf[:, n] = torch.tensor([0.0, 0.0, float(gain)], dtype=torch.float64)
+        g = self._pos.get(root, n) if root is not None else n
+        self._buf[:, n] = torch.tensor([0.0, 0.0, float(gain), float(g)], dtype=torch.float64)
 
     def __contains__(self, entry_id: int) -> bool:
         return entry_id in self._pos
@@ -85,6 +99,13 @@ class Scheduler:
         if not self.ids:
             raise UserError("the queue is empty: no seed to fuzz")
         w = self.weights().clamp_min(1e-12)
+        if self.stratify:  # every root's lineage gets the same total weight, half of it on the root
+            g = self.group
+            is_root = g == torch.arange(len(g))
+            w = torch.where(is_root, torch.zeros_like(w), w)
+            s = torch.zeros_like(w).index_add_(0, g, w)[g]
+            w = torch.where(is_root, torch.ones_like(w), w / s.clamp_min(1e-300))
+            w = torch.where(is_root & (s == 0), 2 * torch.ones_like(w), w)
         idx = torch.multinomial(w, n_seeds, replacement=len(self.ids) < n_seeds, generator=rng)
         e = self.energy(idx)
         total = n_seeds * n_mutants
@@ -105,11 +126,12 @@ class Scheduler:
         return [(self.ids[int(i)], int(a)) for i, a in zip(idx, alloc)]
 
     def config(self) -> dict[str, Any]:
-        return {}
+        return {"stratify": self.stratify}
 
     def state_dict(self) -> dict[str, Any]:
         return {"name": self.name, "config": self.config(), "ids": list(self.ids),
-                "picks": self.picks.clone(), "found": self.found.clone(), "gain": self.gain.clone()}
+                "picks": self.picks.clone(), "found": self.found.clone(), "gain": self.gain.clone(),
+                "group": self._buf[3, : len(self.ids)].clone()}
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
         if d.get("name") != self.name:
@@ -117,8 +139,9 @@ class Scheduler:
         self.ids = [int(i) for i in d["ids"]]
         self._pos = {i: k for k, i in enumerate(self.ids)}
         n = len(self.ids)
-        self._buf = torch.zeros(3, max(16, 2 * n), dtype=torch.float64)
+        self._buf = torch.zeros(4, max(16, 2 * n), dtype=torch.float64)
         self._buf[0, :n], self._buf[1, :n], self._buf[2, :n] = d["picks"], d["found"], d["gain"]
+        self._buf[3, :n] = d["group"] if "group" in d else torch.arange(n, dtype=torch.float64)
 
 
 class Uniform(Scheduler):
@@ -128,14 +151,14 @@ class Uniform(Scheduler):
 class ProbabilityDecay(Scheduler):
     name = "decay"
 
-    def __init__(self, gamma: float = 20.0, p_min: float = 0.01) -> None:
-        super().__init__()
+    def __init__(self, gamma: float = 20.0, p_min: float = 0.01, *, stratify: bool = True) -> None:
+        super().__init__(stratify=stratify)
         if gamma <= 0 or not 0 < p_min <= 1:
             raise UserError("decay scheduler: need gamma > 0 and 0 < p_min <= 1")
         self.gamma, self.p_min = float(gamma), float(p_min)
 
     def config(self) -> dict[str, Any]:
-        return {"gamma": self.gamma, "p_min": self.p_min}
+        return {"gamma": self.gamma, "p_min": self.p_min, "stratify": self.stratify}
 
     def weights(self) -> torch.Tensor:
         return (1.0 - self.picks / self.gamma).clamp_min(self.p_min)
@@ -143,6 +166,9 @@ class ProbabilityDecay(Scheduler):
 
 class Power(ProbabilityDecay):
     name = "power"
+
+    def weights(self) -> torch.Tensor:  # gain-weighted choice, decayed by use
+        return (1 + self.gain + self.found) / (1 + self.picks)
 
     def energy(self, idx: torch.Tensor) -> torch.Tensor:
         return (1 + self.found[idx]) * (1 + torch.log1p(self.gain[idx])) / torch.sqrt(1 + self.picks[idx])
