@@ -345,18 +345,8 @@ class CampaignStore(BaseStore):
         counts as saved; every write is atomic either way, so a killed process loses nothing."""
         with self._mutex:
             self._check_open()
-            try:
-                import ctypes
-
-                libc = ctypes.CDLL(None, use_errno=True)
-                fd = os.open(self.path, os.O_RDONLY)
-                try:
-                    if libc.syncfs(fd) == 0:
-                        return
-                finally:
-                    os.close(fd)
-            except (OSError, AttributeError):
-                pass
+            if _syncfs(self.path):
+                return
             for name in (INDEX, INDEX + "-wal"):
                 f = self.path / name
                 if f.exists():
@@ -691,20 +681,25 @@ def _read_setup(p: Path) -> dict[str, Any]:
     return doc["setup"]
 
 
-def _sync_files(paths: list[Path]) -> None:
-    """Flush ``paths`` to disk: one ``syncfs`` of their filesystem (Linux), else one fsync each."""
+def _syncfs(path: Path) -> bool:
+    """``syncfs(2)`` the filesystem holding ``path``: True if done, False where unavailable."""
     try:
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
-        fd = os.open(paths[0], os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY)
         try:
-            if libc.syncfs(fd) == 0:
-                return
+            return libc.syncfs(fd) == 0
         finally:
             os.close(fd)
     except (OSError, AttributeError):
-        pass
+        return False
+
+
+def _sync_files(paths: list[Path]) -> None:
+    """Flush ``paths`` to disk: one ``syncfs`` of their filesystem (Linux), else one fsync each."""
+    if _syncfs(paths[0]):
+        return
     for p in paths:
         fd = os.open(p, os.O_RDONLY)
         try:
