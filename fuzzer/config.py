@@ -109,11 +109,37 @@ class FuzzConfig:
             raise UserError(f"bad config: {e}") from None
 
     def validate(self) -> "FuzzConfig":
-        from neurofuzz.coverage.suite import METRICS
+        """Check every field (types, names, ranges, mutator / metric / scheduler parameters);
+        raise :class:`UserError` naming the problem. Returns ``self``."""
+        try:
+            return self._validate()
+        except (TypeError, AttributeError, ValueError) as e:
+            if isinstance(e, UserError):
+                raise
+            raise UserError(f"bad config value: {e}") from None
+
+    def _validate(self) -> "FuzzConfig":
+        import torch
+
+        from neurofuzz.coverage.profile import NeuronProfile
+        from neurofuzz.coverage.suite import METRICS, build_metric
+        from neurofuzz.fuzzer.schedulers import build_scheduler
         from neurofuzz.fuzzer.oracles import ORACLES
         from neurofuzz.fuzzer.schedulers import SCHEDULERS
         from neurofuzz.mutators import create
 
+        for key in ("seed", "seeds_per_batch", "mutants_per_seed"):
+            v = getattr(self, key)
+            if not isinstance(v, int) or isinstance(v, bool):
+                raise UserError(f"{key} must be a whole number, got {v!r}")
+        for key in ("seconds", "iterations", "mutants", "plateau_seconds"):
+            v = getattr(self.budget, key)
+            if not isinstance(v, (int, float)) or isinstance(v, bool):
+                raise UserError(f"budget.{key} must be a number, got {v!r}")
+        for key in ("alpha", "beta", "ssim"):
+            v = getattr(self.constraint, key)
+            if not isinstance(v, (int, float)) or isinstance(v, bool):
+                raise UserError(f"constraint.{key} must be a number, got {v!r}")
         if self.seeds_per_batch < 1 or self.mutants_per_seed < 1:
             raise UserError("seeds_per_batch and mutants_per_seed must be >= 1")
         if not self.mutators:
@@ -124,15 +150,31 @@ class FuzzConfig:
             create(m["name"], **{k: v for k, v in m.items() if k != "name"})  # raises on bad params
         if not self.metrics:
             raise UserError("no coverage metrics configured under [metrics]")
-        for name in self.metrics:
+        toy = NeuronProfile(layers={"a": 2}, low=torch.zeros(2), high=torch.ones(2), mean=torch.zeros(2),
+                            std=torch.ones(2))
+        for name, params in self.metrics.items():
             if name not in METRICS:
                 raise UserError(f"unknown coverage metric {name!r}; choose from {', '.join(METRICS)}")
+            if not isinstance(params, dict):
+                raise UserError(f"metric {name}: parameters must be a table, e.g. {name} = {{}}")
+            build_metric(name, profile=toy, **params)  # raises on bad parameter names / values
+        if not isinstance(self.feedback, list):
+            raise UserError("feedback must be a list of metric names")
+        unknown = [f for f in self.feedback if f not in METRICS]
+        if unknown:
+            raise UserError(f"feedback names unknown metric(s) {unknown}; choose from {', '.join(METRICS)}")
+        missing = [f for f in self.feedback if f not in self.metrics]
+        if missing and self.feedback != FuzzConfig.__dataclass_fields__["feedback"].default_factory():
+            raise UserError(f"feedback metric(s) {missing} are not configured under [metrics]; add them there")
         self.feedback = [f for f in self.feedback if f in self.metrics] or list(self.metrics)
         for o in self.oracles:
             if o not in ORACLES:
                 raise UserError(f"unknown oracle {o!r}; choose from {', '.join(ORACLES)}")
+        if not isinstance(self.scheduler, dict):
+            raise UserError('scheduler must be a table, e.g. [scheduler] name = "power"')
         if self.scheduler.get("name") not in SCHEDULERS:
             raise UserError(f"unknown scheduler {self.scheduler.get('name')!r}; choose from {', '.join(SCHEDULERS)}")
+        build_scheduler(**self.scheduler)  # raises on bad parameters
         c = self.constraint
         if not (0 <= c.alpha <= 1 and 0 <= c.beta <= 1 and 0 <= c.ssim <= 1):
             raise UserError("constraint alpha, beta and ssim must lie in [0, 1]")

@@ -36,6 +36,8 @@ def load_model(spec: str, weights: str | None = None, *, allow_pickle: bool = Fa
     if path.suffix in {".pt", ".pth", ".ts", ".jit"} or path.exists():
         if not path.is_file():
             raise UserError(f"model file {path} not found")
+        if weights:
+            raise UserError("--weights applies to module:factory models; a TorchScript file carries its own weights")
         try:
             return torch.jit.load(str(path), map_location="cpu")
         except Exception:  # noqa: BLE001

@@ -81,7 +81,7 @@ class Disagreement(Oracle):
 
     @torch.no_grad()
     def check(self, ctx: OracleContext) -> torch.Tensor:
-        other = self.reference(ctx.x).argmax(1).to(ctx.logits.device)
+        other = torch.nan_to_num(self.reference(ctx.x), nan=float("-inf")).argmax(1).to(ctx.logits.device)
         return ctx.preds != other
 
 
@@ -104,4 +104,7 @@ def build_oracle(name: str, **kwargs: Any) -> Oracle:
         raise UserError(f"unknown oracle {name!r}; choose from {', '.join(ORACLES)}")
     if name == "disagreement" and kwargs.get("reference") is None:
         raise UserError("the disagreement oracle needs a second model (--reference-model)")
-    return ORACLES[name](**kwargs)
+    try:
+        return ORACLES[name](**kwargs)
+    except TypeError:
+        raise UserError(f"oracle {name!r} does not take parameters {sorted(kwargs)}") from None

@@ -8,7 +8,7 @@ returns ``[(entry_id, mutants)]`` whose mutants sum to ``n_seeds * n_mutants``.
 * ``uniform``: every entry equally likely; equal energy.
 * ``decay``: DeepHunter's probability decay (Xie et al., ISSTA 2019): an entry picked ``f`` times
   has weight ``1 - f / gamma`` while that is above ``p_min``, then ``p_min``; equal energy.
-* ``power``: an AFL-style power schedule: weight as ``decay``; energy proportional to
+* ``power``: an AFL-style power schedule: weight as ``gain``; energy proportional to
   ``(1 + found) * (1 + log1p(gain)) / sqrt(1 + picks)``, so productive, rarely-fuzzed entries
   get more mutants.
 * ``gain``: coverage-gain weighted: weight ``(1 + gain + found) / (1 + picks)``; equal energy.
@@ -98,6 +98,8 @@ class Scheduler:
     def plan(self, n_seeds: int, n_mutants: int, rng: torch.Generator) -> list[tuple[int, int]]:
         if not self.ids:
             raise UserError("the queue is empty: no seed to fuzz")
+        if int(n_seeds) < 1 or int(n_mutants) < 1:
+            raise UserError(f"plan needs n_seeds >= 1 and n_mutants >= 1, got {n_seeds} and {n_mutants}")
         w = self.weights().clamp_min(1e-12)
         if self.stratify:  # every root's lineage gets the same total weight, half of it on the root
             g = self.group
@@ -164,21 +166,18 @@ class ProbabilityDecay(Scheduler):
         return (1.0 - self.picks / self.gamma).clamp_min(self.p_min)
 
 
-class Power(ProbabilityDecay):
-    name = "power"
-
-    def weights(self) -> torch.Tensor:  # gain-weighted choice, decayed by use
-        return (1 + self.gain + self.found) / (1 + self.picks)
-
-    def energy(self, idx: torch.Tensor) -> torch.Tensor:
-        return (1 + self.found[idx]) * (1 + torch.log1p(self.gain[idx])) / torch.sqrt(1 + self.picks[idx])
-
-
 class GainWeighted(Scheduler):
     name = "gain"
 
     def weights(self) -> torch.Tensor:
         return (1 + self.gain + self.found) / (1 + self.picks)
+
+
+class Power(GainWeighted):
+    name = "power"
+
+    def energy(self, idx: torch.Tensor) -> torch.Tensor:
+        return (1 + self.found[idx]) * (1 + torch.log1p(self.gain[idx])) / torch.sqrt(1 + self.picks[idx])
 
 
 SCHEDULERS: dict[str, type[Scheduler]] = {c.name: c for c in (Uniform, ProbabilityDecay, Power, GainWeighted)}
