@@ -86,6 +86,12 @@ class ActivationRecorder:
         self.model = model
         inner = getattr(model, "module", None)
         self.root = inner if isinstance(inner, nn.Module) and hasattr(model, "bounds") else model
+        if isinstance(self.root, torch.jit.ScriptModule):
+            raise UserError(
+                "a TorchScript model cannot carry Python forward hooks, so its neurons cannot be observed; "
+                "give the model as module.path:factory with --weights (TorchScript works for replay and "
+                "as --reference-model)"
+            )
         self.reduction = reduction
         types_t = tuple(types) if types is not None else DEFAULT_TYPES
         globs = list(names) if names is not None else None

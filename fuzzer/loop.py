@@ -118,6 +118,16 @@ def validate_seeds(x: Any, y: Any, bounds: tuple[float, float]) -> tuple[torch.T
     return x, y.long()
 
 
+def _remove_campaign(path: Path, *, keep_dir: bool) -> None:
+    import shutil
+
+    if keep_dir:
+        for p in path.iterdir():
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 class Fuzzer:
     """A campaign: target, coverage suite, mutators, scheduler, oracles and an on-disk store.
 
@@ -181,12 +191,20 @@ class Fuzzer:
         if profile is None:
             profile = NeuronProfile.from_data(target, profile_data if profile_data is not None else x)
         suite = CoverageSuite.default(target, profile, config.metrics)
+        path = Path(path)
+        existed = path.exists()
         store = CampaignStore.create(path, setup=cls._setup_dict(target, config, profile, setup_extra or {}),
                                      mode="force" if force else "new", fsync=config.fsync_every_write)
-        store.save_state("profile", profile.state_dict())
-        fz = cls(target, suite, config, store, reference=reference, monitor=monitor, extra_oracles=extra_oracles)
-        fz._add_seeds(x, y)
-        fz.checkpoint()
+        try:
+            store.save_state("profile", profile.state_dict())
+            fz = cls(target, suite, config, store, reference=reference, monitor=monitor, extra_oracles=extra_oracles)
+            fz._add_seeds(x, y)
+            fz.checkpoint()
+        except BaseException:
+            # nothing of the user's was saved yet: leave no half-made campaign behind
+            store.close()
+            _remove_campaign(path, keep_dir=existed)
+            raise
         return fz
 
     @classmethod

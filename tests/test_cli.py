@@ -228,3 +228,75 @@ def test_sigkill_then_resume(tmp_path):
         assert new_ids and new_ids[0] > max(listed)
         assert int(s.read_stats()["iterations"]) >= iterations_seen
         assert s.read_stats()["status"] == "finished"
+
+
+def test_profile_then_fuzz_with_profile_reference_and_config(tmp_path, capsys):
+    """The documented workflow for a user's own model: factory + weights, profile, TOML config,
+    a second model for differential testing."""
+    from neurofuzz.fuzzer.zoo import load_lenet5_digits
+
+    weights = tmp_path / "w.pt"
+    torch.save(load_lenet5_digits().state_dict(), weights)
+    model = ["--model", "neurofuzz.fuzzer.zoo:LeNet5", "--weights", str(weights)]
+    train = tmp_path / "train.npz"
+    xt, yt = load_digits32("train")
+    np.savez(train, x=xt[:300].numpy(), y=yt[:300].numpy())
+    rc, out, _ = _run(capsys, "profile", *model, "--data", str(train), "--out", str(tmp_path / "p.pt"))
+    assert rc == 0 and "300 inputs" in out
+    ref = tmp_path / "ref.pt"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        from neurofuzz.fuzzer.zoo import LeNet5
+
+        torch.jit.save(torch.jit.script(LeNet5().eval()), ref)  # an untrained model: disagrees a lot
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('seeds_per_batch = 2\nmutants_per_seed = 8\n[[mutators]]\nname = "contrast"\n'
+                   '[scheduler]\nname = "gain"\n')
+    camp = tmp_path / "camp"
+    rc, out, err = _run(capsys, "fuzz", *model, "--seeds", str(_seeds(tmp_path)), "--profile", str(tmp_path / "p.pt"),
+                        "--config", str(cfg), "--reference-model", str(ref), "--out", str(camp), *FAST)
+    assert rc == 0, err
+    with CampaignStore.open(camp, readonly=True) as s:
+        assert s.setup["config"]["scheduler"]["name"] == "gain"
+        assert "disagreement" in s.setup["config"]["oracles"]
+        assert int(s.read_stats()["failures_disagreement"]) > 0
+        assert s.count("failure", oracle="disagreement") > 0
+    # resume may not change the setup
+    rc, _, err = _run(capsys, "fuzz", *model, "--out", str(camp), "--resume", "--seed", "3", *FAST)
+    _one_line_error(rc, err, "--seed", "cannot change")
+    # a profile made for another model is refused with a clear line
+    other = tmp_path / "other.pt"
+    with torch.random.fork_rng(devices=[]):
+        torch.save(LeNet5().state_dict(), other)
+    rc, _, err = _run(capsys, "fuzz", "--model", "neurofuzz.fuzzer.zoo:LeNet5", "--weights", str(other),
+                      "--seeds", str(_seeds(tmp_path)), "--profile", str(tmp_path / "p.pt"),
+                      "--out", str(tmp_path / "c2"), *FAST)
+    _one_line_error(rc, err, "different model")
+    assert not (tmp_path / "c2").exists()
+    # a TorchScript model can be replayed against, but not observed by hooks
+    rc, _, err = _run(capsys, "fuzz", "--model", str(ref), "--seeds", str(_seeds(tmp_path)),
+                      "--out", str(tmp_path / "c3"), *FAST)
+    _one_line_error(rc, err, "TorchScript", "module.path:factory")
+    rc, out, _ = _run(capsys, "replay", str(camp), "--model", str(ref))
+    assert rc == 0 and "accuracy" in out
+
+
+def test_mutators_command(capsys):
+    rc, out, _ = _run(capsys, "mutators")
+    assert rc == 0 and "gaussian_blur" in out and "pgd" in out
+    rc, _, err = _run(capsys, "mutators", "nope")
+    _one_line_error(rc, err, "unknown mutator")
+
+
+def test_failed_start_leaves_no_half_made_campaign(tmp_path, capsys):
+    """Every seed misclassified (labels shifted): the start fails and leaves nothing behind, so the
+    same command with the right labels then works without --force."""
+    x, y = load_digits32("test")
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, x=x[:24].numpy(), y=((y[:24] + 1) % 10).numpy())
+    camp = tmp_path / "camp"
+    rc, _, err = _run(capsys, "fuzz", "--seeds", str(bad), "--out", str(camp), *FAST)
+    _one_line_error(rc, err, "no usable seed")
+    assert not camp.exists()
+    rc, _, _ = _run(capsys, "fuzz", "--seeds", str(_seeds(tmp_path)), "--out", str(camp), *FAST)
+    assert rc == 0
