@@ -165,3 +165,25 @@ def test_ready_built_oracles_join_the_loop(tmp_path, digits_target):
         fails = s.entries(kind="failure", oracle="bright")
         assert fails and all(float(e.load().mean()) > 0.3 for e in fails)
         assert all(float(e.load().mean()) <= 0.3 for e in s.entries("queue") if e.parent is not None)
+
+
+def test_detector_miss_oracle_in_a_campaign(tmp_path, digits_target):
+    """A detector that misses a misclassified mutant makes it a failure of its own oracle."""
+    from neurofuzz.defenses import DetectorMiss, SpatialSmoothing
+
+    x, y = load_digits32("test")
+    x_train = load_digits32("train")[0]
+    detector = SpatialSmoothing(digits_target).fit(x_train[:512])
+    cfg = _cfg(mutators=[{"name": "fgsm", "eps": [0.1, 0.3]}], oracles=["misclassified"],
+               constraint=Constraint(enabled=False), budget=Budget(iterations=3))
+    fz = Fuzzer.create(tmp_path / "d", digits_target, x[:40], y[:40], cfg, profile_data=x_train[:512],
+                       extra_oracles=[DetectorMiss(detector)])
+    summary = fz.run()
+    fz.close()
+    assert summary["failures_misclassified"] > 0
+    assert 0 < summary["failures_detector_miss"] <= summary["failures_misclassified"]
+    with CampaignStore.open(tmp_path / "d", readonly=True) as s:
+        missed = s.entries(kind="failure", oracle="detector_miss")
+        xs = torch.stack([e.load() for e in missed])
+        assert not detector.detect(xs).any()  # stored misses really are undetected
+        assert (digits_target.predict(xs) != torch.tensor([e.label for e in missed])).all()
