@@ -4,8 +4,9 @@
     rule, coverage, oracles, disk store) / plain forward throughput of the same model at the
     same batch size (seeds_per_batch * mutants_per_seed), both timed in this run;
 (b) guidance: coverage (KMNC, NBC, NC, ...) after the same number of mutants for the guided
-    loop and for an unguided baseline with the same mutators (nothing retained: every mutant
-    comes from an original seed), for each RNG seed in ``--repeats`` and for two seed sets:
+    loop (default: adaptive mutator choice), the guided loop with uniform mutator choice (an
+    ablation), and an unguided baseline with the same mutators (nothing retained, mutators drawn
+    uniformly: every mutant comes from an original seed), for each RNG seed in ``--repeats`` and for two seed sets:
     all 360 test digits, and the first 20 (``--few-seeds``);
 (c) memory: resident set size at the start and during a soak run (``--soak-seconds``,
     default 600), sampled every ``--sample-seconds``.
@@ -99,9 +100,12 @@ def main() -> None:
             for rep in range(args.repeats):
                 kw = dict(base, seed=args.seed + rep)
                 g, _ = campaign(tmp, f"g-{label}-{rep}", target, FuzzConfig(**kw), x[:n_seeds], y[:n_seeds], x_train)
+                gu, _ = campaign(tmp, f"gu-{label}-{rep}", target, FuzzConfig(**kw, mutator_choice="uniform"),
+                                 x[:n_seeds], y[:n_seeds], x_train)
                 u, _ = campaign(tmp, f"u-{label}-{rep}", target, FuzzConfig(**kw, guided=False), x[:n_seeds],
                                 y[:n_seeds], x_train)
-                runs.append({"seed": args.seed + rep, "guided": cov(g), "unguided": cov(u),
+                runs.append({"seed": args.seed + rep, "guided": cov(g), "guided_uniform_mutators": cov(gu),
+                             "unguided": cov(u),
                              "guided_queue": g["queue_size"], "guided_failing": g["failing_mutants"],
                              "unguided_failing": u["failing_mutants"]})
             metrics = list(runs[0]["guided"])
@@ -110,6 +114,7 @@ def main() -> None:
                 "n_seeds": n_seeds,
                 "runs": runs,
                 "mean_guided": {m: mean("guided", m) for m in metrics},
+                "mean_guided_uniform_mutators": {m: mean("guided_uniform_mutators", m) for m in metrics},
                 "mean_unguided": {m: mean("unguided", m) for m in metrics},
                 "guided_ahead_in_every_run_on": [m for m in metrics
                                                  if all(r["guided"][m] > r["unguided"][m] for r in runs)],

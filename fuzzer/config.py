@@ -93,6 +93,9 @@ class FuzzConfig:
     oracles: list[str] = field(default_factory=lambda: ["misclassified", "nonfinite"])
     constraint: Constraint = field(default_factory=Constraint)
     budget: Budget = field(default_factory=Budget)
+    # "adaptive": each seed's mutator drawn by its yield so far (retained + failing per mutant, 20% uniform);
+    # "uniform": drawn uniformly
+    mutator_choice: str = "adaptive"
     guided: bool = True  # False: the unguided baseline (nothing is added to the queue; coverage is still measured)
     save_all_failures: bool = False  # False: keep failures that are new per (root, oracle, class) or raise coverage
     stats_interval: float = 2.0  # seconds between fuzzer_stats rewrites (each preceded by a sync to disk)
@@ -144,6 +147,8 @@ class FuzzConfig:
             raise UserError("seeds_per_batch and mutants_per_seed must be >= 1")
         if not self.mutators:
             raise UserError("no mutators configured; list at least one under [[mutators]]")
+        if self.mutator_choice not in ("adaptive", "uniform"):
+            raise UserError(f"mutator_choice must be 'adaptive' or 'uniform', got {self.mutator_choice!r}")
         for m in self.mutators:
             if not isinstance(m, dict) or "name" not in m:
                 raise UserError(f"each [[mutators]] entry needs a name, got {m!r}")

@@ -1,10 +1,11 @@
 """The fuzz loop.
 
 Each iteration the scheduler picks ``seeds_per_batch`` queue entries and how many mutants each
-gets (``seeds_per_batch * mutants_per_seed`` in all); each picked seed gets one mutator drawn
-uniformly (an affine one only if its lineage has not used one yet); all mutants are checked
-against DeepHunter's validity rule, then evaluated in **one** batched forward pass that also
-measures every coverage metric. Oracles are checked first: failing inputs go to
+gets (``seeds_per_batch * mutants_per_seed`` in all); each picked seed gets one mutator, drawn
+by the mutators' yield so far (inputs retained plus failures found per mutant; 20% uniform) or
+uniformly (``mutator_choice``), an affine one only if its lineage has not used one yet; all
+mutants are checked against DeepHunter's validity rule, then evaluated in **one** batched
+forward pass that also measures every coverage metric. Oracles are checked first: failing inputs go to
 ``failures/<oracle>/`` and never into the queue; the others are retained when they raise coverage
 (per-input novelty, batch order) on a feedback metric. Coverage of every valid mutant is then
 committed. Everything random comes from one ``torch.Generator`` whose state is checkpointed.
@@ -341,7 +342,14 @@ class Fuzzer:
         allowed = list(allowed)
         if not allowed:
             return -1
-        return allowed[int(torch.randint(len(allowed), (1,), generator=self.rng))]
+        if not self.config.guided or self.config.mutator_choice == "uniform":
+            return allowed[int(torch.randint(len(allowed), (1,), generator=self.rng))]
+        # adaptive: yield-weighted (inputs retained + failures found per mutant, +1/+2 prior),
+        # mixed with 20% uniform so that no mutator starves
+        stats = [self.counters.per_mutator.get(self.mutators[k].name, [0, 0, 0]) for k in allowed]
+        y = torch.tensor([(r + f + 1) / (m + 2) for m, r, f in stats], dtype=torch.float64)
+        w = 0.8 * y / y.sum() + 0.2 / len(allowed)
+        return allowed[int(torch.multinomial(w, 1, generator=self.rng))]
 
     def step(self) -> dict[str, int]:
         """One iteration: plan, mutate, validate, evaluate, judge, retain, commit."""
