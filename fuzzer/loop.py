@@ -119,6 +119,18 @@ def validate_seeds(x: Any, y: Any, bounds: tuple[float, float]) -> tuple[torch.T
     return x, y.long()
 
 
+def _release_free_memory() -> None:
+    """Hand freed heap pages back to the OS (glibc ``malloc_trim``; a no-op elsewhere). Batches of
+    varying size fragment the C heap; trimming at each checkpoint keeps a long campaign's resident
+    memory flat once its corpus stops growing (measured in ``benchmarks/campaign.py``)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _remove_campaign(path: Path, *, keep_dir: bool) -> None:
     import shutil
 
@@ -160,6 +172,7 @@ class Fuzzer:
         self._t0 = time.monotonic()
         self._last_stats = -math.inf
         self._last_ckpt = time.monotonic()
+        _release_free_memory()
         self._stop_reason = ""
         self._stop_requested = False
         self._max_id = 0  # largest entry id stored so far
