@@ -101,6 +101,10 @@ class CoverageMetric(ABC):
         """Pure: the cells each input covers (see module docstring for the two forms)."""
         return self._measure(self.flatten(acts))
 
+    def measure_flat(self, v: torch.Tensor) -> torch.Tensor:
+        """:meth:`measure` of activations already flattened by :meth:`flatten` (same layers)."""
+        return self._measure(v)
+
     def novelty(self, cells: torch.Tensor) -> torch.Tensor:
         """New cells per input, counted in batch order: int64 ``[B]``."""
         b = cells.shape[0]

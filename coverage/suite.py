@@ -141,7 +141,13 @@ class CoverageSuite:
         finally:
             if not attached:
                 self.recorder.detach()
-        cells = {n: m.measure(acts) for n, m in self.metrics.items()}
+        flat: dict[tuple, torch.Tensor] = {}  # flatten once per layout, not once per metric
+        cells = {}
+        for n, m in self.metrics.items():
+            key = (tuple(m.layers.items()), m.device)
+            if key not in flat:
+                flat[key] = m.flatten(acts)
+            cells[n] = m.measure_flat(flat[key])
         gains = {n: self.metrics[n].novelty(c) for n, c in cells.items()}
         return Evaluation(logits, cells, gains)
 

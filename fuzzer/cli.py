@@ -302,7 +302,7 @@ def _export_run(args: argparse.Namespace) -> int:
 
     fmt = args.format or ("npz" if args.out.endswith(".npz") else "png")
     with CampaignStore.open(args.dir, readonly=True) as store:
-        n = len(store.entries(kind={"queue": "queue", "failures": "failure", "all": None}[args.which]))
+        n = store.count({"queue": "queue", "failures": "failure", "all": None}[args.which])
         if fmt == "npz":
             out = export_npz(store, args.out, which=args.which, overwrite=args.overwrite)
         else:

@@ -365,118 +365,120 @@ class Fuzzer:
         return allowed[int(torch.multinomial(w, 1, generator=self.rng))]
 
     def step(self) -> dict[str, int]:
-        """One iteration: plan, mutate, validate, evaluate, judge, retain, commit."""
+        """One iteration: plan, mutate, validate, evaluate, judge, retain, commit.
+
+        Per-input work is done per *seed* (at most ``seeds_per_batch`` images stacked and moved to
+        the device once) and spread over its mutants with ``repeat_interleave``; Python touches
+        single mutants only when they are stored."""
         cfg = self.config
+        dev = self.target.device
         plan = self.scheduler.plan(cfg.seeds_per_batch, cfg.mutants_per_seed, self.rng)
-        rows_x, rows_parent, rows_mut, rows_params = [], [], [], []
         by_mut: dict[int, list[tuple[int, int]]] = {}
         for eid, n in plan:
             k = self._pick_mutator(self.queue[eid])
             if k >= 0:
                 by_mut.setdefault(k, []).append((eid, n))
+        xs, seeds, counts, groups = [], [], [], []  # groups: (mutator index, result, first row)
+        rows = 0
         for k in sorted(by_mut):
             m = self.mutators[k]
-            parents = [eid for eid, n in by_mut[k] for _ in range(n)]
-            xb = torch.stack([self.queue[eid].x for eid in parents]).to(self.target.device)
-            yb = torch.tensor([self.queue[eid].label for eid in parents], device=self.target.device)
+            eids = [eid for eid, _ in by_mut[k]]
+            n = torch.tensor([c for _, c in by_mut[k]], device=dev)
+            xb = torch.stack([self.queue[e].x for e in eids]).to(dev).repeat_interleave(n, 0)
+            yb = torch.tensor([self.queue[e].label for e in eids], device=dev).repeat_interleave(n)
             res = m.mutate(xb, self.rng, bounds=self.bounds, target=self.target if m.needs_model else None,
                            y=yb if m.needs_model else None)
-            rows_x.append(res.x)
-            rows_parent += parents
-            rows_mut += [k] * len(parents)
-            rows_params += [(res, i) for i in range(len(parents))]  # params_of(i) only for stored rows
-        x = torch.cat(rows_x)
-        parent_t = rows_parent
-        affine = torch.tensor([self.mutators[k].kind == "affine" for k in rows_mut], device=x.device)
+            xs.append(res.x)
+            groups.append((k, res, rows))
+            seeds += eids
+            counts.append(n)
+            rows += len(xb)
+            self.counters.per_mutator.setdefault(m.name, [0, 0, 0])[0] += len(xb)
+        x = torch.cat(xs)
+        n_rows = torch.cat(counts)
+        row_seed = torch.arange(len(seeds), device=dev).repeat_interleave(n_rows)  # seed slot of each row
+        row_group = torch.arange(len(groups), device=dev).repeat_interleave(
+            torch.tensor([len(g[1].x) for g in groups], device=dev))
+        affine = torch.tensor([self.mutators[k].kind == "affine" for k, _, _ in groups], device=dev)[row_group]
         # validity against each lineage's reference image (affine mutants become their own reference)
         if cfg.constraint.enabled:
-            refs = torch.stack([self._ref_image(self.queue[p]) for p in parent_t]).to(x.device)
+            refs = torch.stack([self.queue[self.queue[e].ref].x for e in seeds]).to(dev)[row_seed]
             ok = validity_check(refs, x, alpha=cfg.constraint.alpha, beta=cfg.constraint.beta, bounds=self.bounds,
                                 ssim_min=cfg.constraint.ssim or None) | affine
         else:
-            ok = torch.ones(len(x), dtype=torch.bool, device=x.device)
+            ok = torch.ones(len(x), dtype=torch.bool, device=dev)
         self.counters.iterations += 1
         self.counters.mutants += len(x)
         n_valid = int(ok.sum())
         self.counters.valid += n_valid
         self.counters.invalid += len(x) - n_valid
-        for k in rows_mut:
-            self.counters.per_mutator.setdefault(self.mutators[k].name, [0, 0, 0])[0] += 1
         if n_valid == 0:
             return {"mutants": len(x), "valid": 0, "retained": 0, "failures": 0}
-        idx = ok.nonzero().flatten().tolist()
         xv = x[ok]
-        infos = [self.queue[parent_t[i]] for i in idx]
+        slot = row_seed[ok]  # seed slot of each valid row
         ev = self.suite.evaluate(xv)
-        ctx = OracleContext(x=xv, logits=ev.logits, labels=torch.tensor([q.label for q in infos]),
-                            root_preds=torch.tensor([q.root_pred for q in infos]))
-        flags = {o.name: o.check(ctx).cpu() for o in self.oracles}
-        failing = torch.zeros(len(idx), dtype=torch.bool)
+        labels = torch.tensor([self.queue[e].label for e in seeds], device=dev)[slot]
+        root_preds = torch.tensor([self.queue[e].root_pred for e in seeds], device=dev)[slot]
+        ctx = OracleContext(x=xv, logits=ev.logits, labels=labels, root_preds=root_preds)
+        flags = {o.name: o.check(ctx) for o in self.oracles}
+        failing = torch.zeros(len(xv), dtype=torch.bool, device=dev)
         for f in flags.values():
             failing |= f
-        gain = ev.total_gain(cfg.feedback).cpu()
+        gain = ev.total_gain(cfg.feedback)
         keep = (~failing) & (gain > 0) & cfg.guided
-        preds = ctx.preds.cpu()
         self.suite.commit(ev)
-        now = self._campaign_time()
+        stored = (keep | failing).nonzero().flatten()
         retained = n_fail = 0
-        xv_cpu = xv.cpu()
-        with self.store.batch():  # one transaction and one sync for the whole iteration
-            retained, n_fail = self._store_results(ev, idx, infos, keep, failing, flags, gain, preds, xv_cpu, rows_mut,
-                                                   rows_params, parent_t, affine, now)
+        if len(stored):
+            rows_ok = ok.nonzero().flatten()[stored]  # row index of each stored input in the batch
+            with self.store.batch():  # one transaction and one sync for the whole iteration
+                retained, n_fail = self._store_results(
+                    x=xv[stored].cpu(), rows=rows_ok.tolist(), seeds=[seeds[i] for i in slot[stored].tolist()],
+                    groups=[groups[g] for g in row_group[rows_ok].tolist()], keep=keep[stored].tolist(),
+                    flags={o: f[stored].tolist() for o, f in flags.items()}, preds=ctx.preds[stored].tolist(),
+                    gains={n: g[stored].tolist() for n, g in ev.gains.items()}, gain=gain[stored].tolist())
         self.counters.retained += retained
         self.counters.failing += n_fail
         return {"mutants": len(x), "valid": n_valid, "retained": retained, "failures": n_fail}
 
-    def _store_results(self, ev, idx, infos, keep, failing, flags, gain, preds, xv_cpu, rows_mut, rows_params,
-                       parent_t, affine, now) -> tuple[int, int]:
+    def _store_results(self, *, x, rows, seeds, groups, keep, flags, preds, gains, gain) -> tuple[int, int]:
+        """Store the retained and failing inputs of one iteration (lists, one item per input)."""
         cfg = self.config
+        now = self._campaign_time()
         retained = n_fail = 0
-        for j in (keep | failing).nonzero().flatten().tolist():
-            i, q = idx[j], infos[j]
-            k = rows_mut[i]
-            mname = self.mutators[k].name
-            res, r = rows_params[i]
-            step_rec = {"mutator": mname, "params": res.params_of(r), "config": self.mutators[k].config}
-            chain = q.chain + [step_rec]
-            gains = {n: int(g[j]) for n, g in ev.gains.items()}
+        for j, (row, parent, (k, res, first)) in enumerate(zip(rows, seeds, groups)):
+            q, m = self.queue[parent], self.mutators[k]
+            chain = q.chain + [{"mutator": m.name, "params": res.params_of(row - first), "config": m.config}]
+            g = {n: v[j] for n, v in gains.items()}
             if keep[j]:
-                is_aff = bool(affine[i])
-                e = self._add(xv_cpu[j], kind="queue", label=q.label, pred=int(preds[j]), parent=parent_t[i],
-                                   chain=chain, gains=gains, iteration=self.counters.iterations, time_found=now,
-                                   extra={"ref": "self" if is_aff else q.ref, "affine_used": q.affine_used or is_aff})
+                is_aff = m.kind == "affine"
+                e = self._add(x[j], kind="queue", label=q.label, pred=preds[j], parent=parent, chain=chain, gains=g,
+                              iteration=self.counters.iterations, time_found=now,
+                              extra={"ref": "self" if is_aff else q.ref, "affine_used": q.affine_used or is_aff})
                 if e.duplicate:
                     continue
                 ref = e.id if is_aff else q.ref  # an affine mutant is its descendants' reference
-                self._enqueue(e.id, xv_cpu[j], q.label, q.root, q.root_pred, ref, q.affine_used or is_aff, chain,
-                              self._priority(gains))
-                self.scheduler.credit(parent_t[i], 1)
-                self.counters.per_mutator[mname][1] += 1
+                self._enqueue(e.id, x[j], q.label, q.root, q.root_pred, ref, q.affine_used or is_aff, chain,
+                              self._priority(g))
+                self.scheduler.credit(parent, 1)
+                self.counters.per_mutator[m.name][1] += 1
                 retained += 1
                 self.counters.last_find = now
                 continue
-            self.counters.per_mutator[mname][2] += 1
+            self.counters.per_mutator[m.name][2] += 1
             n_fail += 1
             for oname, f in flags.items():
                 if not f[j]:
                     continue
                 self.counters.failures_total[oname] = self.counters.failures_total.get(oname, 0) + 1
-                key = (q.root, oname, int(preds[j]))
-                if cfg.save_all_failures or key not in self.failure_keys or int(gain[j]) > 0:
-                    e = self._add(xv_cpu[j], kind="failure", oracle=oname, label=q.label, pred=int(preds[j]),
-                                       parent=parent_t[i], chain=chain, gains=gains,
-                                       iteration=self.counters.iterations, time_found=now)
+                key = (q.root, oname, preds[j])
+                if cfg.save_all_failures or key not in self.failure_keys or gain[j] > 0:
+                    e = self._add(x[j], kind="failure", oracle=oname, label=q.label, pred=preds[j], parent=parent,
+                                  chain=chain, gains=g, iteration=self.counters.iterations, time_found=now)
                     if not e.duplicate:
                         self.failure_keys.add(key)
                         self.counters.failures_stored[oname] = self.counters.failures_stored.get(oname, 0) + 1
         return retained, n_fail
-
-    def _ref_image(self, q: QueueInfo) -> torch.Tensor:
-        r = self.queue.get(q.ref)
-        if r is None:  # the reference is not in the queue (cannot happen for stored lineages)
-            r = QueueInfo(self.store.get(q.ref).load(), 0, 0, 0, q.ref, False, [])
-            self.queue[q.ref] = r
-        return r.x
 
     # ------------------------------------------------------------------ run
     def stats(self) -> dict[str, Any]:
