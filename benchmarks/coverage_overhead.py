@@ -18,7 +18,7 @@ import time
 import torch
 
 from neurofuzz.coverage import KMNC, CoverageSuite, NeuronProfile
-from neurofuzz.fuzzer.target import Target
+from neurofuzz.ground.target import Target
 from neurofuzz.fuzzer.zoo import ResNet18, builtin_target, load_digits32
 
 

@@ -1,30 +1,31 @@
-"""The corpus-store contract, shared by :class:`CampaignStore` (disk) and :class:`MemoryStore`.
+"""The corpus-store contract, shared by :class:`CampaignStore` (disk), :class:`MemoryStore` and
+the :class:`~neurofuzz.corpus.readonly.ReadOnlyStore` wrapper.
 
-Cross-cutting checks live once, here, in the final template method :meth:`BaseStore.add`:
-validate the input and metadata, hash the image, resolve the lineage, deduplicate, and only then
-call the medium's ``_insert``. Both stores therefore accept and refuse exactly the same calls,
-which the stateful test (tests/test_corpus_stateful.py) checks.
+A store is a small core plus two components (Hypothesis ``database.py`` style):
 
-Also shared: the text formats of ``fuzzer_stats`` (``key : value`` lines, AFL++ style) and
-``plot_data`` (CSV with a header line), the check that a state blob holds only what
-``torch.load(weights_only=True)`` can read, and :func:`select_entries` (``which=`` of export and
-replay).
+* the core, what a medium implements: ``_transaction`` (the one batch/transaction context),
+  ``_query``, ``_insert``, ``_read_meta``, ``_write_meta`` and ``close``;
+* ``monitor`` (:mod:`neurofuzz.corpus.monitor`: ``fuzzer_stats``, ``plot_data``) and ``states``
+  (:mod:`neurofuzz.corpus.state`: named blobs).
 
-Example::
+Everything else is written once, here: the template method :meth:`BaseStore.add` (validate the
+input and metadata, describe and hash the image, resolve the lineage, deduplicate, and only then
+call the medium's ``_insert``), queries, lineage, verification and meta values. Both stores
+therefore accept and refuse exactly the same calls (tests/test_corpus_stateful.py). Behaviour
+such as read-only access is a wrapper, not a flag checked in every method.
 
-    >>> print(format_stats({"execs_done": 1200, "corpus_count": 17}), end="")
-    execs_done        : 1200
-    corpus_count      : 17
-    >>> parse_stats(format_stats({"a": 1.5}))
-    {'a': '1.5'}
+Meta values (:meth:`BaseStore.set_meta` / :meth:`BaseStore.get_meta`) are small JSON values kept
+in the index. Called inside :meth:`BaseStore.batch`, ``set_meta`` is part of that transaction: the
+fuzz loop commits its counters atomically with each batch of entries, so after a kill the counters
+on disk match the entries on disk exactly.
+
+Also here: :func:`select_entries` (``which=`` of export and replay).
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
-import re
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
@@ -34,108 +35,35 @@ from typing import Any
 import torch
 
 from neurofuzz.corpus.entry import (
+    DamagedEntry,
     Entry,
     as_image_array,
     as_int,
     as_time,
     check_kind,
     check_name,
-    hash_array,
+    describe_image,
+    dump_json,
     normalise_chain,
     normalise_extra,
     normalise_gains,
-    shape_text,
 )
-from neurofuzz.fuzzer.errors import UserError
+from neurofuzz.corpus.monitor import Monitor
+from neurofuzz.corpus.state import StateBlobs
+from neurofuzz.ground.errors import UserError
 
-_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _MISSING = object()
+_META_PREFIX = "user:"  # the index's own meta keys (format_version) cannot collide with a caller's
 
 
-# ---------------------------------------------------------------------------------- formats
-def _format_value(v: object, what: str) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, torch.Tensor) and v.numel() == 1:
-        v = v.item()
-    s = repr(v) if isinstance(v, float) else str(v)
-    if "\n" in s or "\r" in s:
-        raise ValueError(f"{what} must be a single line, got {s!r}")
-    return s
+class Closed:
+    """Stands in for a closed store's components: any use raises ``ValueError``."""
 
+    def __init__(self, what: str) -> None:
+        self._what = what
 
-def format_stats(stats: Mapping[str, object]) -> str:
-    """``fuzzer_stats`` text: one ``key : value`` line per item, keys padded to 18 (AFL++)."""
-    lines = []
-    width = max([18, *(len(k) for k in stats)]) if stats else 18
-    for k, v in stats.items():
-        if not isinstance(k, str) or not _KEY_RE.match(k):
-            raise ValueError(f"stats key {k!r} must be an identifier (letters, digits, '_')")
-        lines.append(f"{k:<{width}}: {_format_value(v, f'stats[{k!r}]')}\n")
-    return "".join(lines)
-
-
-def parse_stats(text: str) -> dict[str, str]:
-    """Inverse of :func:`format_stats` (values come back as strings)."""
-    out = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep:
-            out[key.strip()] = value.strip()
-    return out
-
-
-def check_plot_columns(columns: list[str]) -> None:
-    for c in columns:
-        if not isinstance(c, str) or not _KEY_RE.match(c):
-            raise ValueError(f"plot_data column {c!r} must be an identifier (letters, digits, '_')")
-
-
-def format_csv_line(values: list[str]) -> str:
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerow(values)
-    return buf.getvalue()
-
-
-def plot_line(columns: list[str], row: Mapping[str, object]) -> str:
-    """One CSV line of ``row``'s values in header order; the keys must match the header's."""
-    if set(row) != set(columns) or len(row) != len(columns):
-        raise ValueError(
-            f"plot_data columns are fixed by its header {columns}; got keys {list(row)} "
-            "(pass the same keys on every call)"
-        )
-    return format_csv_line([_format_value(row[c], f"plot value {c!r}") for c in columns])
-
-
-def parse_plot(text: str) -> list[dict[str, str]]:
-    """Rows of ``plot_data`` text as dicts of strings; an unterminated last line is skipped."""
-    if not text.endswith("\n"):
-        text = text[: text.rfind("\n") + 1]
-    return list(csv.DictReader(io.StringIO(text)))
-
-
-_STATE_LEAVES = (torch.Tensor, int, float, bool, str, type(None))
-
-
-def check_state(obj: object, name: str, where: str = "") -> None:
-    """Refuse anything ``torch.load(weights_only=True)`` could not read back (checked before
-    writing, so a bad blob never reaches the disk)."""
-    if isinstance(obj, _STATE_LEAVES):
-        return
-    if isinstance(obj, Mapping):
-        for k, v in obj.items():
-            if not isinstance(k, (str, int)):
-                raise TypeError(f"state {name!r}: key {k!r} at {where or 'top level'} must be str or int")
-            check_state(v, name, f"{where}[{k!r}]")
-        return
-    if isinstance(obj, (list, tuple)):
-        for i, v in enumerate(obj):
-            check_state(v, name, f"{where}[{i}]")
-        return
-    raise TypeError(
-        f"state {name!r}: value at {where or 'top level'} is a {type(obj).__module__}.{type(obj).__name__}; "
-        "store only dicts, lists, tuples, tensors, numbers, strings and None (convert arrays with torch.as_tensor)"
-    )
+    def __getattr__(self, name: str) -> Any:
+        raise ValueError(f"{self._what} is closed")
 
 
 def select_entries(store: "BaseStore", which: str = "all", oracle: str | None = None) -> list[Entry]:
@@ -153,55 +81,69 @@ def select_entries(store: "BaseStore", which: str = "all", oracle: str | None = 
     return store.entries(kind="queue" if which == "queue" else "failure")
 
 
-# ---------------------------------------------------------------------------------- base
 class BaseStore(ABC):
-    """What every corpus store offers. Subclasses implement the ``_``-prefixed primitives."""
+    """What every corpus store offers. Subclasses implement the core (see the module docstring)."""
 
     path: Path | None = None
-    readonly: bool = False
+    readonly: bool = False  # True only on the read-only wrapper (never checked by the methods)
+    setup: dict[str, Any]
+    recovered: dict[str, int]
+    monitor: Monitor
+    states: StateBlobs
 
-    # ------------------------------------------------------------------ primitives
+    # ------------------------------------------------------------------ the core
     @abstractmethod
     def _transaction(self) -> AbstractContextManager[None]:
-        """Exclusive write section: reads inside see a consistent state, writes commit at exit."""
-
-    def sync(self) -> None:
-        """Make everything written so far durable (no-op for stores without a disk)."""
-
-    def batch(self) -> AbstractContextManager[None]:
-        """Group several adds into one all-or-nothing transaction (see ``CampaignStore.batch``)."""
-        return self._transaction()
+        """Exclusive write section: reads inside see a consistent state, writes commit at exit
+        (all or nothing); nested calls join the outer one."""
 
     @abstractmethod
-    def _find(self, kind: str, oracle: str | None, sha: str) -> Entry | None: ...
-
-    @abstractmethod
-    def _get(self, id: int) -> Entry | None: ...
+    def _query(self, *, kind: str | None = None, oracle: str | None = None, id: int | None = None,
+               sha: str | None = None) -> list[Entry]:
+        """Entries matching every filter given (``None``: any), in id order."""
 
     @abstractmethod
     def _insert(self, row: dict[str, Any], arr: Any) -> Entry:
         """Store ``arr`` and ``row`` (``root`` None = the new id); return the new entry."""
 
     @abstractmethod
-    def entries(self, kind: str | None = None, oracle: str | None = None) -> list[Entry]:
-        """All entries (optionally of one kind / oracle) in id order."""
+    def _read_meta(self, key: str) -> str | None: ...
 
     @abstractmethod
-    def count(self, kind: str | None = None, oracle: str | None = None) -> int:
-        """Number of entries (optionally of one kind / oracle)."""
+    def _write_meta(self, key: str, text: str) -> None:
+        """Set meta ``key`` (called inside :meth:`_transaction`)."""
 
     @abstractmethod
     def close(self) -> None: ...
 
-    @abstractmethod
-    def _check_open(self) -> None: ...
+    # ------------------------------------------------------------------ overridable defaults
+    def _count(self, kind: str | None, oracle: str | None) -> int:
+        return len(self._query(kind=kind, oracle=oracle))
+
+    def oracles(self) -> list[str]:
+        """Names of the oracles that have failures, sorted."""
+        return sorted({e.oracle for e in self._query(kind="failure") if e.oracle})
+
+    def sync(self) -> None:
+        """Make everything written so far durable (no-op for stores without a disk)."""
+
+    def batch(self) -> AbstractContextManager[None]:
+        """Group several adds (and :meth:`set_meta` calls) into one all-or-nothing transaction.
+
+        Example::
+
+            >>> import torch
+            >>> from neurofuzz.corpus import MemoryStore
+            >>> s = MemoryStore()
+            >>> with s.batch():
+            ...     ids = [s.add(torch.full((1, 2, 2), float(i)), kind="queue", label=0, pred=0).id for i in range(3)]
+            ...     s.set_meta("counters", {"iterations": 3})
+            >>> ids, s.count("queue"), s.get_meta("counters")
+            ([1, 2, 3], 3, {'iterations': 3})
+        """
+        return self._transaction()
 
     # ------------------------------------------------------------------ entries
-    def _check_writable(self) -> None:
-        self._check_open()
-        if self.readonly:
-            raise ValueError(f"campaign at {self.path} was opened read-only; open it without readonly=True to write")
-
     @staticmethod
     def _check_filter(kind: str | None, oracle: str | None) -> tuple[str | None, str | None]:
         if kind is not None and kind not in ("queue", "failure"):
@@ -236,7 +178,7 @@ class BaseStore(ABC):
 
         If the same image (same :func:`content_hash`) is already stored with the same kind and
         oracle, nothing is written and the existing entry is returned with ``duplicate=True``.
-        When ``add`` returns, the entry is durable (see the store's docs).
+        When ``add`` returns (outside a batch; else when the batch ends) the entry is durable.
 
         Example::
 
@@ -249,14 +191,12 @@ class BaseStore(ABC):
             >>> child.root, child.depth, s.add(torch.zeros(1, 2, 2), kind="queue", label=1, pred=1).duplicate
             (1, 1, True)
         """
-        self._check_writable()
         arr = as_image_array(x)
         kind, oracle = check_kind(kind, oracle)
         row: dict[str, Any] = {
             "kind": kind,
-            "oracle": oracle,
-            "sha": hash_array(arr),
-            "shape": shape_text(arr),
+            "oracle": oracle or "",
+            **describe_image(arr),
             "label": as_int(label, "label"),
             "pred": as_int(pred, "pred"),
             "chain": normalise_chain(chain),
@@ -269,9 +209,9 @@ class BaseStore(ABC):
         parent = None if parent is None else as_int(parent, "parent")
         with self._transaction():
             row["root"], row["parent"], row["depth"] = self._resolve_lineage(root, parent)
-            existing = self._find(kind, oracle, row["sha"])
-            if existing is not None:
-                return dataclasses.replace(existing, duplicate=True)
+            existing = self._query(kind=kind, oracle=oracle, sha=row["sha"])
+            if existing:
+                return dataclasses.replace(existing[0], duplicate=True)
             return self._insert(row, arr)
 
     def _resolve_lineage(self, root: int | None, parent: int | None) -> tuple[int | None, int | None, int]:
@@ -295,6 +235,22 @@ class BaseStore(ABC):
             p = r
         return root, p.id, p.depth + 1
 
+    def _get(self, id: int) -> Entry | None:
+        found = self._query(id=id)
+        return found[0] if found else None
+
+    def entries(self, kind: str | None = None, oracle: str | None = None) -> list[Entry]:
+        """All entries (optionally of one kind / oracle) in id order.
+
+        Example: ``store.entries(kind="failure", oracle="misclassified")``.
+        """
+        kind, oracle = self._check_filter(kind, oracle)
+        return self._query(kind=kind, oracle=oracle)
+
+    def count(self, kind: str | None = None, oracle: str | None = None) -> int:
+        """Number of entries (optionally of one kind / oracle). Example: ``store.count("queue")``."""
+        return self._count(*self._check_filter(kind, oracle))
+
     def get(self, id: int) -> Entry:
         """The entry with this id; ``KeyError`` if there is none.
 
@@ -306,7 +262,6 @@ class BaseStore(ABC):
             >>> s.get(e.id) == e
             True
         """
-        self._check_open()
         e = self._get(as_int(id, "id"))
         if e is None:
             raise KeyError(f"no entry with id {id}")
@@ -331,26 +286,29 @@ class BaseStore(ABC):
             out.append(self.get(out[-1].parent))
         return out[::-1]
 
-    def verify(self) -> list[int]:
-        """Ids whose stored image is missing, unreadable or no longer matches its hash.
+    def damaged(self, *, sha: bool = False) -> dict[int, str]:
+        """``{id: problem}`` for every entry whose stored image is missing, unreadable or differs
+        from its record (shape, dtype, finite values, value range; the hash too with ``sha``)."""
+        out = {}
+        for e in self.entries():
+            try:
+                e.load(sha=sha)
+            except DamagedEntry as err:
+                out[e.id] = err.problem
+        return out
+
+    def verify(self, sha: bool = False) -> list[int]:
+        """Ids of the damaged entries (see :meth:`damaged`), sorted.
 
         Example::
 
             >>> import torch
             >>> from neurofuzz.corpus import MemoryStore
             >>> s = MemoryStore(); _ = s.add(torch.zeros(1, 1, 1), kind="queue", label=0, pred=0)
-            >>> s.verify()
-            []
+            >>> s.verify(), s.verify(sha=True)
+            ([], [])
         """
-        bad = []
-        for e in self.entries():
-            try:
-                ok = hash_array(e.load().numpy()) == e.sha
-            except (OSError, ValueError, UserError):
-                ok = False
-            if not ok:
-                bad.append(e.id)
-        return bad
+        return sorted(self.damaged(sha=sha))
 
     def __len__(self) -> int:
         return self.count()
@@ -364,33 +322,54 @@ class BaseStore(ABC):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # ------------------------------------------------------------------ meta values
+    def set_meta(self, key: str, value: object) -> None:
+        """Record a small JSON value under ``key`` in the store's index. Inside :meth:`batch` it
+        commits (or rolls back) with that batch's entries; outside, at once."""
+        text = dump_json(value, f"meta value {key!r}")
+        with self._transaction():
+            self._write_meta(_META_PREFIX + check_name(key, "meta"), text)
+
+    def get_meta(self, key: str, default: object = _MISSING) -> object:
+        """The value last recorded with :meth:`set_meta`; ``default`` if given and there is none,
+        else ``KeyError``."""
+        text = self._read_meta(_META_PREFIX + check_name(key, "meta"))
+        if text is None:
+            if default is _MISSING:
+                raise KeyError(f"no meta value named {key!r}")
+            return default
+        return json.loads(text)
+
     # ------------------------------------------------------------------ monitor + state
-    @abstractmethod
     def write_stats(self, stats: Mapping[str, object]) -> None:
-        """Replace ``fuzzer_stats`` with ``stats`` (``key : value`` lines)."""
+        """Replace ``fuzzer_stats`` with ``stats`` atomically; call every few seconds.
 
-    @abstractmethod
-    def read_stats(self) -> dict[str, str]:
-        """The last ``fuzzer_stats`` written (values as strings; ``{}`` if none)."""
+        Example: ``store.write_stats({"execs_done": 1200, "corpus_count": store.count("queue")})``.
+        """
+        self.monitor.write_stats(stats)
 
-    @abstractmethod
+    def read_stats(self) -> dict[str, int | float | str]:
+        """The last ``fuzzer_stats`` written, numbers as ``int``/``float`` (``{}`` if none)."""
+        return self.monitor.read_stats()
+
     def append_plot(self, row: Mapping[str, object]) -> None:
-        """Append one row to ``plot_data``; the first row fixes the columns."""
+        """Append one row to ``plot_data``; the first row fixes the columns.
 
-    @abstractmethod
+        Example: ``store.append_plot({"relative_time": 12.5, "execs_done": 1200, "coverage": 0.41})``.
+        """
+        self.monitor.append_plot(row)
+
     def read_plot(self) -> list[dict[str, str]]:
         """All complete ``plot_data`` rows as dicts of strings."""
+        return self.monitor.read_plot()
 
-    @abstractmethod
     def save_state(self, name: str, obj: object) -> None:
-        """Save a named state blob (dict of tensors / numbers / strings / lists)."""
+        """Save ``obj`` atomically as state blob ``name`` (read back with ``weights_only=True``:
+        dicts, lists, tuples, tensors, numbers, strings, None).
 
-    @abstractmethod
-    def _load_state(self, name: str) -> object: ...
-
-    @abstractmethod
-    def state_names(self) -> list[str]:
-        """Names of the saved state blobs, sorted."""
+        Example: ``store.save_state("scheduler", {"weights": torch.ones(5), "step": 10})``.
+        """
+        self.states.save(name, obj)
 
     def load_state(self, name: str, default: object = _MISSING) -> object:
         """The state blob saved under ``name``; ``default`` if given and there is none, else
@@ -405,14 +384,17 @@ class BaseStore(ABC):
             >>> s.load_state("rng")["step"], s.load_state("nothing", None)
             (7, None)
         """
-        self._check_open()
-        check_name(name, "state")
-        if name not in self.state_names():
-            if default is not _MISSING:
-                return default
-            raise KeyError(f"no state named {name!r}")
-        return self._load_state(name)
+        try:
+            return self.states.load(name)
+        except KeyError:
+            if default is _MISSING:
+                raise
+            return default
 
     def has_state(self, name: str) -> bool:
         """True if a state blob ``name`` was saved."""
-        return name in self.state_names()
+        return name in self.states.names()
+
+    def state_names(self) -> list[str]:
+        """Names of the saved state blobs, sorted."""
+        return self.states.names()

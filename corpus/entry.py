@@ -22,6 +22,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -35,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from neurofuzz.fuzzer.errors import UserError
+from neurofuzz.ground.errors import UserError
 
 KINDS = ("queue", "failure")
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}\Z")
@@ -164,14 +165,31 @@ def as_time(v: object) -> float:
 
 
 # ---------------------------------------------------------------------------------- Entry
+def _col(sql: str, decode: Callable[[Any], Any] | None = None) -> Any:
+    """A dataclass field that is also an index column: its SQL type and its decoder."""
+    return field(metadata={"sql": sql, "decode": decode})
+
+
+def _opt(f: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda v: None if v is None else f(v)
+
+
+def _shape(v: str) -> tuple[int, ...]:
+    return tuple(int(s) for s in str(v).split(","))
+
+
 @dataclass(frozen=True)
 class Entry:
     """One stored input and its metadata (see the module docstring for the lineage fields).
 
-    ``path`` is the ``.npy`` file of a :class:`~neurofuzz.corpus.CampaignStore` entry (``None``
-    in a :class:`~neurofuzz.corpus.MemoryStore`). ``duplicate`` is True only on the value returned
-    by ``add`` when the image was already stored with the same kind and oracle. ``shape`` is the
-    image's ``(C, H, W)``.
+    This class is the one definition of an entry: every field declared with a SQL type is a
+    column of the campaign index (``index.sqlite``), in this order, and is decoded from it by
+    :func:`make_entry` (:data:`COLUMNS`). ``path`` is the ``.npy`` file of a
+    :class:`~neurofuzz.corpus.CampaignStore` entry (stored relative to the campaign; ``None`` in a
+    :class:`~neurofuzz.corpus.MemoryStore`). ``shape``, ``dtype``, ``finite`` and ``vmin``/``vmax``
+    (the smallest and largest finite value; ``None`` if none) describe the image as written, and
+    :meth:`load` checks the file against them. ``duplicate`` is True only on the value returned by
+    ``add`` when the image was already stored with the same kind and oracle.
 
     Example::
 
@@ -179,89 +197,118 @@ class Entry:
         >>> from neurofuzz.corpus import MemoryStore
         >>> s = MemoryStore()
         >>> e = s.add(torch.full((1, 2, 2), 0.5), kind="queue", label=3, pred=3)
-        >>> (e.id, e.root, e.parent, e.depth, e.is_root), e.load().shape
-        ((1, 1, None, 0, True), torch.Size([1, 2, 2]))
+        >>> (e.id, e.root, e.parent, e.depth, e.is_root), e.load().shape, (e.vmin, e.vmax)
+        ((1, 1, None, 0, True), torch.Size([1, 2, 2]), (0.5, 0.5))
     """
 
-    id: int
-    kind: str
-    oracle: str | None
-    sha: str
-    path: Path | None
-    label: int
-    pred: int
-    root: int
-    parent: int | None
-    depth: int
-    chain: list[dict[str, Any]]
-    gains: dict[str, int]
-    iteration: int
-    time_found: float
-    extra: dict[str, Any] | None = None
+    id: int = _col("INTEGER PRIMARY KEY AUTOINCREMENT", int)
+    kind: str = _col("TEXT NOT NULL CHECK (kind IN ('queue', 'failure'))")
+    oracle: str | None = _col("TEXT NOT NULL DEFAULT ''", lambda v: v or None)
+    sha: str = _col("TEXT NOT NULL")
+    path: Path | None = _col("TEXT NOT NULL UNIQUE")  # decoded by make_entry (relative to the store)
+    shape: tuple[int, ...] = _col("TEXT NOT NULL", _shape)
+    dtype: str = _col("TEXT NOT NULL DEFAULT '<f4'", lambda v: v or "<f4")
+    finite: bool | None = _col("INTEGER", _opt(bool))  # None: written before it was recorded
+    vmin: float | None = _col("REAL", _opt(float))
+    vmax: float | None = _col("REAL", _opt(float))
+    label: int = _col("INTEGER NOT NULL", int)
+    pred: int = _col("INTEGER NOT NULL", int)
+    root: int = _col("INTEGER NOT NULL", int)
+    parent: int | None = _col("INTEGER REFERENCES entries(id)", _opt(int))
+    depth: int = _col("INTEGER NOT NULL", int)
+    chain: list[dict[str, Any]] = _col("TEXT NOT NULL", json.loads)
+    gains: dict[str, int] = _col("TEXT NOT NULL", json.loads)
+    iteration: int = _col("INTEGER NOT NULL", int)
+    time_found: float = _col("REAL NOT NULL", float)
+    extra: dict[str, Any] | None = _col("TEXT", _opt(json.loads))
     duplicate: bool = False
-    shape: tuple[int, ...] = ()
-    _loader: Callable[[], torch.Tensor] | None = field(default=None, repr=False, compare=False)
+    _loader: Callable[["Entry", bool], torch.Tensor] | None = field(default=None, repr=False, compare=False)
 
     @property
     def is_root(self) -> bool:
         """True for a seed (an entry that is its own root)."""
         return self.root == self.id
 
-    def load(self) -> torch.Tensor:
-        """The stored image: a new float32 CPU tensor ``[C, H, W]``."""
+    def load(self, *, sha: bool = False) -> torch.Tensor:
+        """The stored image: a new float32 CPU tensor ``[C, H, W]``.
+
+        The file is checked against the index (shape, dtype, finite values, value range; with
+        ``sha=True`` the content hash too); a damaged file raises :class:`DamagedEntry` (a
+        ``UserError``) naming the entry, its file and what to do.
+        """
         if self._loader is None:
             raise ValueError(f"entry {self.id} has no stored image attached")
-        return self._loader()
+        return self._loader(self, sha)
 
     def record(self) -> dict[str, Any]:
-        """The metadata as a JSON-able dict (no path, no ``duplicate`` flag).
+        """The metadata as a JSON-able dict (every column but ``path``).
 
         Two stores that hold the same corpus give equal records, whatever their medium.
         """
-        return {
-            "id": self.id,
-            "kind": self.kind,
-            "oracle": self.oracle,
-            "sha": self.sha,
-            "shape": list(self.shape),
-            "label": self.label,
-            "pred": self.pred,
-            "root": self.root,
-            "parent": self.parent,
-            "depth": self.depth,
-            "chain": self.chain,
-            "gains": self.gains,
-            "iteration": self.iteration,
-            "time_found": self.time_found,
-            "extra": self.extra,
-        }
+        rec = {c.name: getattr(self, c.name) for c in COLUMNS if c.name != "path"}
+        rec["shape"] = list(self.shape)
+        return rec
 
 
-def make_entry(row: Mapping[str, Any], *, path: Path | None, loader: Callable[[], torch.Tensor] | None,
-               duplicate: bool = False) -> Entry:
-    """Build an :class:`Entry` from a stored row (JSON fields as text; decoded afresh each time)."""
-    extra = row["extra"]
-    return Entry(
-        id=int(row["id"]),
-        kind=row["kind"],
-        oracle=row["oracle"] or None,
-        sha=row["sha"],
-        path=path,
-        label=int(row["label"]),
-        pred=int(row["pred"]),
-        root=int(row["root"]),
-        parent=None if row["parent"] is None else int(row["parent"]),
-        depth=int(row["depth"]),
-        chain=json.loads(row["chain"]),
-        gains=json.loads(row["gains"]),
-        iteration=int(row["iteration"]),
-        time_found=float(row["time_found"]),
-        extra=None if extra is None else json.loads(extra),
-        duplicate=duplicate,
-        shape=tuple(int(s) for s in str(row["shape"]).split(",")),
-        _loader=loader,
-    )
+COLUMNS = tuple(f for f in dataclasses.fields(Entry) if "sql" in f.metadata)
+"""The index columns, in order: dataclass fields with ``.name`` and ``.metadata["sql"]``."""
+
+
+def make_entry(row: Mapping[str, Any], *, path: Path | None,
+               loader: Callable[[Entry, bool], torch.Tensor] | None, duplicate: bool = False) -> Entry:
+    """Build an :class:`Entry` from a stored row (column values as stored; JSON decoded afresh)."""
+    values: dict[str, Any] = {}
+    for c in COLUMNS:
+        v = row.get(c.name)
+        dec = c.metadata["decode"]
+        values[c.name] = dec(v) if dec is not None else v
+    return Entry(**{**values, "path": path}, duplicate=duplicate, _loader=loader)
 
 
 def shape_text(arr: np.ndarray) -> str:
     return ",".join(str(int(s)) for s in arr.shape)
+
+
+def describe_image(arr: np.ndarray) -> dict[str, Any]:
+    """The recorded description of image ``arr``: sha, shape, dtype, finite, vmin, vmax."""
+    fin = np.isfinite(arr)
+    ok = bool(fin.all())
+    vals = arr if ok else arr[fin]
+    lo, hi = (float(vals.min()), float(vals.max())) if vals.size else (None, None)
+    return {"sha": hash_array(arr), "shape": shape_text(arr), "dtype": arr.dtype.str, "finite": int(ok),
+            "vmin": lo, "vmax": hi}
+
+
+def image_problem(e: Entry, arr: np.ndarray, *, sha: bool = False) -> str | None:
+    """What is wrong with ``arr`` as the image of entry ``e`` (``None``: nothing)."""
+    if arr.dtype != np.dtype(e.dtype):
+        return f"holds {arr.dtype} values, recorded {np.dtype(e.dtype)}"
+    if tuple(arr.shape) != tuple(e.shape):
+        return f"holds an array of shape {list(arr.shape)}, recorded {list(e.shape)}"
+    fin = np.isfinite(arr)
+    if e.finite and not fin.all():
+        return f"holds {int((~fin).sum())} NaN/Inf value(s), recorded all finite"
+    vals = arr[fin]
+    if vals.size and e.vmin is not None and e.vmax is not None:
+        lo, hi = float(vals.min()), float(vals.max())
+        if lo < e.vmin or hi > e.vmax:
+            return f"holds values in [{lo:.6g}, {hi:.6g}], outside the recorded range [{e.vmin:.6g}, {e.vmax:.6g}]"
+    if sha and hash_array(arr) != e.sha:
+        return "has other content than recorded (its SHA-256 differs)"
+    return None
+
+
+class DamagedEntry(UserError):
+    """The stored image of an entry is missing, unreadable or differs from its index record.
+
+    Attributes: ``entry_id``, ``file`` (its path), ``problem`` (what is wrong, one phrase).
+    """
+
+    def __init__(self, entry_id: int, file: Path | str, problem: str, campaign: Path | None = None) -> None:
+        self.entry_id, self.file, self.problem = entry_id, Path(file), problem
+        where = f"CampaignStore.open({str(campaign)!r}, verify=False)" if campaign else "the store"
+        super().__init__(
+            f"entry {entry_id} is damaged: its file {file} {problem}; restore the file from a backup, "
+            f"or delete entry {entry_id} (and the entries derived from it) with "
+            f"{where}.delete([{entry_id}], descendants=True)"
+        )

@@ -3,8 +3,14 @@
 Both take ``which`` = ``"queue"``, ``"failures"`` or ``"all"`` (and optionally ``oracle=``), work
 on any store (:class:`CampaignStore`, read-only or not, or :class:`MemoryStore`), read the images
 one at a time, refuse to replace an existing output unless ``overwrite=True``, and build the output
-under a temp name next to it before renaming it into place, so an interrupted export leaves no
-half-written result.
+under a temp name next to it before renaming it into place (:mod:`neurofuzz.corpus.fs`), so an
+interrupted export leaves no half-written result; its temp files are deleted by the next export
+into the same directory.
+
+An export can never damage a campaign: an output path that is, or lies inside, a campaign
+directory (the one being read or any other: a directory holding ``fuzzer_setup`` or
+``index.sqlite``) is refused, with or without ``overwrite``, and ``overwrite`` never replaces a
+directory that holds a campaign (nor a non-empty directory that is not a previous PNG export).
 
 Example::
 
@@ -24,18 +30,19 @@ Example::
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import zipfile
 from pathlib import Path
+from typing import BinaryIO
 
 import cv2
 import numpy as np
 
-from neurofuzz.corpus._atomic import fsync_dir, temp_name
 from neurofuzz.corpus.base import BaseStore, select_entries
+from neurofuzz.corpus.fs import atomic_write, remove_stale_temps, replace_dir, temp_name
+from neurofuzz.corpus.layout import contained_campaign, enclosing_campaign
 from neurofuzz.corpus.entry import Entry
-from neurofuzz.fuzzer.errors import UserError
+from neurofuzz.ground.errors import UserError
 
 
 def _entry_meta(e: Entry) -> dict[str, object]:
@@ -47,6 +54,26 @@ def _entry_meta(e: Entry) -> dict[str, object]:
 def _write_npy(zf: zipfile.ZipFile, name: str, arr: np.ndarray) -> None:
     with zf.open(name + ".npy", "w", force_zip64=True) as f:
         np.lib.format.write_array(f, np.asanyarray(arr), allow_pickle=False)
+
+
+def check_export_path(store: BaseStore, out: Path) -> None:
+    """Refuse (``UserError``) an output path inside any campaign directory or one that holds a
+    campaign; delete temp files left in its directory by a killed export."""
+    src = getattr(store, "path", None)
+    camp = enclosing_campaign(out)
+    if camp is None and src is not None:
+        s, o = Path(src).resolve(), out.absolute().resolve()
+        camp = s if o == s or s in o.parents else None
+    if camp is not None:
+        raise UserError(
+            f"{out} is inside the campaign directory {camp}; an export there could overwrite the campaign's "
+            "own files: choose an output path outside any campaign"
+        )
+    held = contained_campaign(out)
+    if held is not None:
+        raise UserError(f"{out} holds a campaign ({held}); an export never replaces it: choose another output path")
+    if out.parent.is_dir():
+        remove_stale_temps(out.parent)
 
 
 def export_npz(
@@ -70,6 +97,7 @@ def export_npz(
     Example: ``export_npz(CampaignStore.open("out", readonly=True), "failures.npz", "failures")``.
     """
     out = Path(out_path)
+    check_export_path(store, out)
     if out.exists() and not overwrite:
         raise UserError(f"{out} already exists; pass --overwrite (overwrite=True) or choose another path")
     if out.is_dir():
@@ -84,13 +112,13 @@ def export_npz(
             "oracle separately (which=/oracle=) or use export_png"
         )
     x_shape = (len(entries), *shapes[0]) if entries else (0, 0, 0, 0)
-    tmp = temp_name(out)
-    try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-            with zf.open("x.npy", "w", force_zip64=True) as f:
-                np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": x_shape})
+
+    def write(f: BinaryIO) -> None:
+        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+            with zf.open("x.npy", "w", force_zip64=True) as xf:
+                np.lib.format.write_array_header_1_0(xf, {"descr": "<f4", "fortran_order": False, "shape": x_shape})
                 for e in entries:
-                    f.write(np.ascontiguousarray(e.load().numpy(), dtype="<f4").tobytes())
+                    xf.write(np.ascontiguousarray(e.load().numpy(), dtype="<f4").tobytes())
 
             def ints(vals: list[int]) -> np.ndarray:
                 return np.asarray(vals, dtype=np.int64)
@@ -112,13 +140,8 @@ def export_npz(
             _write_npy(zf, "chains", strs([json.dumps(e.chain) for e in entries]))
             _write_npy(zf, "gains", strs([json.dumps(e.gains) for e in entries]))
             _write_npy(zf, "setup", np.asarray(json.dumps(getattr(store, "setup", {}))))
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(out.parent)
+
+    atomic_write(out, write)
     return out
 
 
@@ -154,19 +177,25 @@ def export_png(
     one JSON object per image: ``file`` (relative path), ``id``, ``label``, ``pred``, ``kind``,
     ``oracle``, ``root``, ``parent``, ``depth``, ``chain``, ``gains``, ``sha``, ``iteration``,
     ``time_found``. ``out_dir`` must be missing or empty unless ``overwrite=True``; the folder is
-    built under a temp name and renamed into place.
+    built under a temp name and renamed into place; ``overwrite`` replaces only a previous PNG
+    export (a folder with ``manifest.jsonl``).
 
     Example: ``export_png(CampaignStore.open("out", readonly=True), "out_png", "failures")``.
     """
     out = Path(out_dir)
+    check_export_path(store, out)
     lo, hi = float(bounds[0]), float(bounds[1])
     if not lo < hi:
         raise UserError(f"bounds must satisfy lower < upper, got {bounds!r}")
     if out.exists():
         if not out.is_dir():
             raise UserError(f"{out} is a file; pass a directory for the PNG export")
-        if any(out.iterdir()) and not overwrite:
-            raise UserError(f"{out} is not empty; pass --overwrite (overwrite=True) or choose another directory")
+        if any(out.iterdir()):
+            if not overwrite:
+                raise UserError(f"{out} is not empty; pass --overwrite (overwrite=True) or choose another directory")
+            if not (out / "manifest.jsonl").is_file():
+                raise UserError(f"{out} is not empty and is not a previous PNG export (no manifest.jsonl); "
+                                "--overwrite replaces only an export: choose another directory")
     if not out.parent.is_dir():
         raise UserError(f"directory {out.parent} does not exist; create it first")
     entries = select_entries(store, which, oracle)
@@ -186,17 +215,7 @@ def export_png(
                     raise UserError(f"OpenCV could not encode entry {e.id} as PNG")
                 (tmp / rel).write_bytes(buf.tobytes())
                 man.write(json.dumps({"file": rel, **_entry_meta(e)}) + "\n")
-        if out.exists():
-            old = temp_name(out)
-            os.replace(out, old)
-            try:
-                os.replace(tmp, out)
-            except BaseException:
-                os.replace(old, out)  # put the previous export back
-                raise
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        replace_dir(tmp, out)  # the folder appears whole (its files are not fsynced one by one)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -1,9 +1,9 @@
 """MemoryStore: the corpus-store interface without a disk, for tests and throw-away runs.
 
 Same behaviour as :class:`~neurofuzz.corpus.CampaignStore` (same validation, ids from 1 that never
-repeat, deduplication, lineage, stats / plot / state formats) but nothing survives the process.
-State blobs go through ``torch.save`` / ``torch.load(weights_only=True)`` in memory, so a blob the
-disk store would refuse is refused here too.
+repeat, deduplication, lineage, stats / plot / state formats, meta values) but nothing survives
+the process. State blobs go through ``torch.save`` / ``torch.load(weights_only=True)`` in memory,
+so a blob the disk store would refuse is refused here too. A batch that raises is not rolled back.
 
 Example::
 
@@ -17,7 +17,6 @@ Example::
 
 from __future__ import annotations
 
-import io
 import json
 import threading
 from collections.abc import Iterator, Mapping
@@ -28,17 +27,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from neurofuzz.corpus.base import (
-    BaseStore,
-    check_plot_columns,
-    check_state,
-    format_csv_line,
-    format_stats,
-    parse_plot,
-    parse_stats,
-    plot_line,
-)
-from neurofuzz.corpus.entry import Entry, check_name, dump_json, make_entry
+from neurofuzz.corpus.base import BaseStore, Closed
+from neurofuzz.corpus.entry import Entry, dump_json, make_entry
+from neurofuzz.corpus.monitor import MemoryMonitor
+from neurofuzz.corpus.state import MemoryStates
 
 
 class MemoryStore(BaseStore):
@@ -46,19 +38,15 @@ class MemoryStore(BaseStore):
 
     def __init__(self, setup: Mapping[str, Any] | None = None) -> None:
         self.path = None
-        self.readonly = False
         self.recovered: dict[str, int] = {}
         self.setup: dict[str, Any] = json.loads(dump_json(dict(setup or {}), "setup"))
-        self._rows: dict[int, dict[str, Any]] = {}
+        self.monitor = MemoryMonitor()  # type: ignore[assignment]
+        self.states = MemoryStates()  # type: ignore[assignment]
+        self._rows: Any = {}  # id -> stored row
         self._arrays: dict[int, np.ndarray] = {}
-        self._keys: dict[tuple[str, str | None, str], int] = {}
+        self._meta: Any = {}
         self._next_id = 1
-        self._stats_text = ""
-        self._plot_text = ""
-        self._plot_columns: list[str] | None = None
-        self._states: dict[str, bytes] = {}
         self._lock = threading.RLock()
-        self._closed = False
 
     @classmethod
     def create(cls, path: str | Path | None = None, *, setup: Mapping[str, Any] | None = None,
@@ -68,105 +56,40 @@ class MemoryStore(BaseStore):
             raise ValueError(f"mode must be 'new' or 'force', got {mode!r}")
         return cls(setup)
 
-    # ------------------------------------------------------------------ primitives
-    def _check_open(self) -> None:
-        if self._closed:
-            raise ValueError("the corpus store is closed")
-
     @contextmanager
     def _transaction(self) -> Iterator[None]:
         with self._lock:
+            self._rows.keys()  # raises once closed
             yield
 
-    def _entry(self, id: int, duplicate: bool = False) -> Entry:
+    def _entry(self, id: int) -> Entry:
         arr = self._arrays[id]
-        return make_entry(self._rows[id], path=None, loader=lambda: torch.from_numpy(arr.copy()), duplicate=duplicate)
+        return make_entry(self._rows[id], path=None, loader=lambda e, sha: torch.from_numpy(arr.copy()))
 
-    def _find(self, kind: str, oracle: str | None, sha: str) -> Entry | None:
-        id = self._keys.get((kind, oracle, sha))
-        return None if id is None else self._entry(id)
-
-    def _get(self, id: int) -> Entry | None:
+    def _query(self, *, kind: str | None = None, oracle: str | None = None, id: int | None = None,
+               sha: str | None = None) -> list[Entry]:
+        want = {k: v for k, v in (("kind", kind), ("oracle", oracle), ("sha", sha)) if v is not None}
         with self._lock:
-            return self._entry(id) if id in self._rows else None
+            if id is not None:
+                row = self._rows.get(id)
+                rows = [] if row is None else [row]
+            else:
+                rows = [self._rows.get(i) for i in sorted(self._rows.keys())]
+            return [self._entry(r["id"]) for r in rows if all(r[k] == v for k, v in want.items())]
 
     def _insert(self, row: dict[str, Any], arr: np.ndarray) -> Entry:
         id = self._next_id
         self._next_id += 1
-        row = {**row, "id": id, "root": id if row["root"] is None else row["root"]}
-        self._rows[id] = row
+        self._rows[id] = {**row, "id": id, "path": None, "root": id if row["root"] is None else row["root"]}
         self._arrays[id] = arr
-        self._keys[(row["kind"], row["oracle"], row["sha"])] = id
         return self._entry(id)
 
-    def entries(self, kind: str | None = None, oracle: str | None = None) -> list[Entry]:
-        """All entries (optionally of one kind / oracle) in id order."""
-        self._check_open()
-        kind, oracle = self._check_filter(kind, oracle)
-        with self._lock:
-            return [
-                self._entry(i)
-                for i, r in sorted(self._rows.items())
-                if (kind is None or r["kind"] == kind) and (oracle is None or r["oracle"] == oracle)
-            ]
+    def _read_meta(self, key: str) -> str | None:
+        return self._meta.get(key)
 
-    def count(self, kind: str | None = None, oracle: str | None = None) -> int:
-        """Number of entries (optionally of one kind / oracle)."""
-        self._check_open()
-        kind, oracle = self._check_filter(kind, oracle)
-        with self._lock:
-            return sum(
-                1
-                for r in self._rows.values()
-                if (kind is None or r["kind"] == kind) and (oracle is None or r["oracle"] == oracle)
-            )
+    def _write_meta(self, key: str, text: str) -> None:
+        self._meta[key] = text
 
     def close(self) -> None:
         """Mark the store closed (entries already handed out stay loadable)."""
-        self._closed = True
-
-    # ------------------------------------------------------------------ monitor + state
-    def write_stats(self, stats: Mapping[str, object]) -> None:
-        """Replace the stats (same text format as ``fuzzer_stats``)."""
-        self._check_writable()
-        self._stats_text = format_stats(stats)
-
-    def read_stats(self) -> dict[str, str]:
-        """The last stats written, values as strings."""
-        self._check_open()
-        return parse_stats(self._stats_text)
-
-    def append_plot(self, row: Mapping[str, object]) -> None:
-        """Append one plot row; the first row fixes the columns."""
-        self._check_writable()
-        with self._lock:
-            if self._plot_columns is None:
-                columns = list(row)
-                check_plot_columns(columns)
-                line = plot_line(columns, row)
-                self._plot_text += format_csv_line(columns) + line
-                self._plot_columns = columns
-            else:
-                self._plot_text += plot_line(self._plot_columns, row)
-
-    def read_plot(self) -> list[dict[str, str]]:
-        """All plot rows as dicts of strings."""
-        self._check_open()
-        return parse_plot(self._plot_text)
-
-    def save_state(self, name: str, obj: object) -> None:
-        """Keep a serialised copy of ``obj`` under ``name`` (later changes to ``obj`` do not leak in)."""
-        self._check_writable()
-        check_name(name, "state")
-        check_state(obj, name)
-        buf = io.BytesIO()
-        torch.save(obj, buf)
-        self._states[name] = buf.getvalue()
-
-    def _load_state(self, name: str) -> object:
-        return torch.load(io.BytesIO(self._states[name]), weights_only=True, map_location="cpu")
-
-    def state_names(self) -> list[str]:
-        """Names of the saved state blobs, sorted."""
-        self._check_open()
-        return sorted(self._states)
+        self._rows = self._meta = self.monitor = self.states = Closed("the corpus store")  # type: ignore[assignment]

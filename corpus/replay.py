@@ -31,8 +31,8 @@ import torch
 
 from neurofuzz.corpus.base import BaseStore, select_entries
 from neurofuzz.corpus.entry import Entry
-from neurofuzz.fuzzer.errors import UserError
-from neurofuzz.fuzzer.target import extract_logits
+from neurofuzz.ground.errors import UserError
+from neurofuzz.ground.target import extract_logits
 
 
 @dataclass
@@ -132,7 +132,7 @@ def replay(
     Args:
         store: any corpus store.
         target: callable ``x [B, C, H, W] -> logits [B, n_classes]`` (tuple / dict outputs are
-            accepted as by :func:`~neurofuzz.fuzzer.target.extract_logits`).
+            accepted as by :func:`~neurofuzz.ground.target.extract_logits`).
         batch_size: inputs per forward pass (and the most images held in memory at once).
 
     Example: ``print(replay(CampaignStore.open("out", readonly=True), Target(new_model)).summary())``.

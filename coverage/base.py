@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from neurofuzz.fuzzer.errors import UserError
+from neurofuzz.ground.errors import UserError
 
 
 def cells_to_dense(cells: torch.Tensor, n_cells: int) -> torch.Tensor:
@@ -182,9 +182,12 @@ class CoverageMetric(ABC):
         sig = {"name": d.get("name"), "config": d.get("config"),
                "layers": list(zip(d.get("layer_names", []), d.get("layer_sizes", [])))}
         self._check_same(sig, "load")
-        cov = d["covered"]
+        cov = d.get("covered")
+        if not isinstance(cov, torch.Tensor):
+            raise UserError(f"{self.name}: the stored coverage state has no coverage map (covered); it is corrupted")
         if cov.shape != self.covered.shape or cov.dtype != torch.bool:
-            raise UserError(f"{self.name}: stored coverage map has shape {tuple(cov.shape)}, expected {tuple(self.covered.shape)}")
+            raise UserError(f"{self.name}: stored coverage map is {str(cov.dtype).replace('torch.', '')} of shape "
+                            f"{tuple(cov.shape)}, expected bool of shape {tuple(self.covered.shape)}")
         self.covered.copy_(cov.to(self.device) & self._valid_cells())
 
     def merge(self, other: "CoverageMetric") -> None:

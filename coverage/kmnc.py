@@ -30,7 +30,7 @@ import torch
 
 from neurofuzz.coverage.base import CoverageMetric
 from neurofuzz.coverage.profile import NeuronProfile
-from neurofuzz.fuzzer.errors import UserError
+from neurofuzz.ground.errors import UserError
 
 
 class KMNC(CoverageMetric):

@@ -34,8 +34,8 @@ import torch
 from torch import nn
 
 from neurofuzz.coverage.recorder import ActivationRecorder
-from neurofuzz.fuzzer.errors import UserError
-from neurofuzz.fuzzer.target import model_hash
+from neurofuzz.ground.errors import UserError
+from neurofuzz.ground.target import model_hash
 
 FORMAT = "neurofuzz-profile/1"
 
@@ -137,6 +137,11 @@ class NeuronProfile:
     ) -> "NeuronProfile":
         """Profile ``model`` (a Target or nn.Module) over ``data``, batch by batch.
 
+        ``data`` is a tensor, a numpy array, a DataLoader or an iterable of batches (``x`` or
+        ``(x, y, ...)``). Floating-point batches of another dtype (numpy's default float64,
+        float16) are converted to float32 first, so they give the float32 data's profile;
+        non-float batches are refused with a UserError.
+
         ``progress``, if given, is called as ``progress(n_inputs_done)`` after each batch.
         """
         rec = recorder or ActivationRecorder(model)
@@ -228,7 +233,9 @@ class NeuronProfile:
             layers = dict(zip(d["layer_names"], (int(n) for n in d["layer_sizes"]), strict=True))
             return cls(layers=layers, low=d["low"], high=d["high"], mean=d["mean"], std=d["std"],
                        reduction=d["reduction"], model_hash=d["model_hash"], count=d["count"])
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
+        except KeyError as e:
+            raise UserError(f"profile is incomplete (missing field {e}); recompute it with `neurofuzz profile`") from None
+        except (TypeError, ValueError, AttributeError) as e:
             raise UserError(f"profile is incomplete or corrupted ({e}); recompute it with `neurofuzz profile`") from None
 
     def hash(self) -> str:
@@ -256,6 +263,8 @@ class NeuronProfile:
     @classmethod
     def load(cls, path: str | Path) -> "NeuronProfile":
         path = Path(path)
+        if path.is_dir():
+            raise UserError(f"profile path {path} is a directory; give the profile file (created by `neurofuzz profile`)")
         if not path.is_file():
             raise UserError(f"profile file {path} not found; create it with `neurofuzz profile`")
         try:

@@ -42,7 +42,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from neurofuzz.fuzzer.errors import UserError
+from neurofuzz.ground.errors import UserError
 
 DEFAULT_TYPES: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 REDUCTIONS = ("mean", "element")

@@ -42,7 +42,7 @@ from neurofuzz.coverage.profile import NeuronProfile
 from neurofuzz.coverage.recorder import ActivationRecorder
 from neurofuzz.coverage.snac import SNAC
 from neurofuzz.coverage.tknc import TKNC
-from neurofuzz.fuzzer.errors import UserError
+from neurofuzz.ground.errors import UserError
 
 METRICS = {"nc": NC, "tknc": TKNC, "kmnc": KMNC, "nbc": NBC, "snac": SNAC}
 _NEEDS_PROFILE = {"kmnc", "nbc", "snac"}

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from neurofuzz.coverage.base import CoverageMetric
-from neurofuzz.fuzzer.errors import UserError
+from neurofuzz.ground.errors import UserError
 
 
 class TKNC(CoverageMetric):

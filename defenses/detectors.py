@@ -38,10 +38,13 @@ the 360 distinct clean test images.
 
 Example::
 
-    >>> from neurofuzz.fuzzer.zoo import builtin_target, load_digits32
-    >>> x, y = load_digits32("test")
-    >>> det = FeatureSqueezing(builtin_target()).fit(x[:200], fpr=0.05)
-    >>> float(det.detect(x[:200]).float().mean()) <= 0.05
+    >>> import torch
+    >>> from torch import nn
+    >>> from neurofuzz.ground import Target
+    >>> model = Target(nn.Sequential(nn.Flatten(), nn.Linear(64, 3)))
+    >>> x = torch.rand(200, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    >>> det = FeatureSqueezing(model).fit(x, fpr=0.05)
+    >>> float(det.detect(x).float().mean()) <= 0.05
     True
 """
 
@@ -56,8 +59,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from neurofuzz.defenses.transforms import BitDepthReduction, MedianSmoothing
-from neurofuzz.fuzzer.errors import UserError
-from neurofuzz.fuzzer.target import extract_logits
+from neurofuzz.ground.errors import UserError
+from neurofuzz.ground.target import extract_logits
 
 
 def _check_batch(name: str, x: torch.Tensor) -> torch.Tensor:

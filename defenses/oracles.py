@@ -1,22 +1,24 @@
 """Detector-based objective: a detector that misses an adversarial input is a failure.
 
-``detector_miss`` flags the inputs that the model misclassifies (prediction != label) *and*
-that the detector does not flag, i.e. the adversarial examples that get past the defense. The
-oracle is registered under that name on import of :mod:`neurofuzz.defenses`, and must be built
-with a fitted detector: ``build_oracle("detector_miss", detector=det)`` (any object with
-``detect(x) -> bool [B]``, e.g. a :mod:`~neurofuzz.defenses.detectors` detector after ``fit``).
+:class:`DetectorMiss` flags the inputs that the model misclassifies (prediction != label) *and*
+that the detector does not flag, i.e. the adversarial examples that get past the defense. It
+wraps a fitted detector object, so it is not a config-buildable oracle and is not registered in
+:data:`neurofuzz.fuzzer.oracles.ORACLES` (importing this module changes no registry): build it
+and hand it to a campaign ready-made, ``Fuzzer.create(..., extra_oracles=[DetectorMiss(det)])``;
+its failures go to ``failures/detector_miss/``. ``det`` is any object with
+``detect(x) -> bool [B]``, e.g. a :mod:`~neurofuzz.defenses.detectors` detector after ``fit``.
 A stateful detector (:class:`~neurofuzz.defenses.detectors.SimilarityDetector`) sees every
 checked batch as a stream of queries.
 
 Example::
 
     >>> import torch
-    >>> from neurofuzz.fuzzer.oracles import OracleContext, build_oracle
+    >>> from neurofuzz.fuzzer.oracles import OracleContext
     >>> class Flags:  # a stand-in detector that flags the first input only
     ...     def detect(self, x): return torch.tensor([True] + [False] * (len(x) - 1))
     >>> ctx = OracleContext(x=torch.zeros(3, 1, 4, 4), logits=torch.tensor([[0., 1.], [0., 1.], [1., 0.]]),
     ...                     labels=torch.tensor([0, 0, 0]), root_preds=torch.tensor([0, 0, 0]))
-    >>> build_oracle("detector_miss", detector=Flags()).check(ctx).tolist()
+    >>> DetectorMiss(Flags()).check(ctx).tolist()
     [False, True, False]
 """
 
@@ -26,25 +28,25 @@ from typing import Any
 
 import torch
 
-from neurofuzz.fuzzer.errors import UserError
-from neurofuzz.fuzzer.oracles import Oracle, OracleContext, register_oracle
+from neurofuzz.fuzzer.oracles import Oracle, OracleContext
+from neurofuzz.ground.errors import UserError
 
 
-@register_oracle
 class DetectorMiss(Oracle):
     """Failure = misclassified and not detected.
 
     Args:
-        detector: an object with ``detect(x) -> bool [B]`` (fitted; required).
+        detector: an object with ``detect(x) -> bool [B]`` (fitted).
     """
 
     name = "detector_miss"
 
-    def __init__(self, detector: Any = None) -> None:
-        if detector is None or not callable(getattr(detector, "detect", None)):
+    def __init__(self, detector: Any) -> None:
+        if not callable(getattr(detector, "detect", None)):
             raise UserError(
-                "the detector_miss oracle needs a fitted detector: build_oracle('detector_miss', detector=det) "
-                "with e.g. neurofuzz.defenses.FeatureSqueezing(model).fit(x_clean)"
+                f"DetectorMiss needs a fitted detector with detect(x), got {type(detector).__name__}: "
+                "pass e.g. DetectorMiss(neurofuzz.defenses.FeatureSqueezing(model).fit(x_clean)) "
+                "to Fuzzer.create(..., extra_oracles=[...])"
             )
         self.detector = detector
 

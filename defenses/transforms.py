@@ -24,11 +24,13 @@ undefended model and feeding them to the defense is the gray-box setting of Guo 
 
 Example::
 
-    >>> from neurofuzz.fuzzer.zoo import builtin_target, load_digits32
-    >>> x, y = load_digits32("test")
-    >>> defense = TransformDefense(builtin_target(), [BitDepthReduction(3), MedianSmoothing(3)])
-    >>> float((defense.predict(x) == y).float().mean()) > 0.95
-    True
+    >>> import torch
+    >>> from torch import nn
+    >>> model = Target(nn.Sequential(nn.Flatten(), nn.Linear(64, 3)))
+    >>> x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    >>> defense = TransformDefense(model, [BitDepthReduction(3), MedianSmoothing(3)])
+    >>> torch.equal(defense(x), model(defense.transform(x))), defense.predict(x).shape
+    (True, torch.Size([4]))
 """
 
 from __future__ import annotations
@@ -42,8 +44,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from neurofuzz.fuzzer.errors import UserError
-from neurofuzz.fuzzer.target import Target, model_hash
+from neurofuzz.ground.errors import UserError
+from neurofuzz.ground.target import Target, model_hash
 
 Bounds = tuple[float, float]
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from neurofuzz.fuzzer.errors import UserError
-from neurofuzz.fuzzer.target import extract_logits
+from neurofuzz.ground.errors import UserError
+from neurofuzz.ground.target import extract_logits
 from neurofuzz.mutators.attacks.base import eval_mode
 
 PROB_TOL = 1e-3  # how far a row of probabilities may sum from 1

@@ -68,7 +68,7 @@ from neurofuzz.evaluators._common import (
     model_probs,
     spans,
 )
-from neurofuzz.fuzzer.errors import UserError
+from neurofuzz.ground.errors import UserError
 from neurofuzz.mutators.constraints import ssim
 from neurofuzz.mutators.registry import create
 

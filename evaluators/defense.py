@@ -37,7 +37,7 @@ from typing import Any, Callable
 import torch
 
 from neurofuzz.evaluators._common import as_images, as_labels, as_probs, check_batch_size, mean_or_nan, model_probs, spans
-from neurofuzz.fuzzer.errors import UserError
+from neurofuzz.ground.errors import UserError
 
 
 def js_divergence(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:

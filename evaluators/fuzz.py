@@ -17,16 +17,15 @@ failure image, by content hash: one image flagged by two oracles is stored twice
   numbers say something new for another model (regression testing, a defended model).
 * attack success rate ``ASR = failing mutants / mutants`` and ``valid_success_rate = failing
   mutants / valid mutants`` (oracles judge valid mutants only). ``mutants``, ``valid_mutants``
-  and ``failures_total`` come from ``fuzzer_stats`` (else from the fuzzer's checkpoint).
-  ``failures_total`` counts a mutant once per oracle that flags it, so the number of distinct
-  failing mutants is taken from the checkpoint's per-mutator counters when they describe the
-  same moment as the stats (``asr_source = "checkpoint"``), else from ``failures_total``: exact
-  when at most one oracle reported failures (``"stats"``), an upper bound otherwise
-  (``"stats-upper-bound"``). Without stats or checkpoint: NaN (``"none"``).
+  and ``failures_total`` come from ``fuzzer_stats``.
+  ``failures_total`` counts a mutant once per oracle that flags it; the number of distinct
+  failing mutants is ``failing_mutants`` of ``fuzzer_stats`` (``asr_source = "stats"``); for a
+  stats file without it, ``failures_total``: exact when at most one oracle reported failures
+  (``"stats"``), an upper bound otherwise (``"stats-upper-bound"``). Without stats: NaN (``"none"``).
 * per-mutator yield: for each entry with a chain, its last step's ``mutator`` produced it;
   ``queue`` = retained queue entries, ``failures`` = distinct failing images. ``mutants`` and
-  ``failing`` (all generated / all failing mutants, stored or not) come from the checkpoint
-  counters under the same rule as above, else ``None``; ``success_rate = failing / mutants``.
+  ``failing`` (all generated / all failing mutants, stored or not) come from ``per_mutator`` of
+  ``fuzzer_stats``, else ``None``; ``success_rate = failing / mutants``.
 * per-class failures: label -> number of distinct failing images; confusion: label -> stored
   predicted class -> count (the failure as it was found, whatever ``target``).
 * coverage: every ``cov_<metric>`` value of ``fuzzer_stats``.
@@ -59,9 +58,9 @@ import torch
 
 from neurofuzz.corpus import BaseStore, CampaignStore, Entry, replay
 from neurofuzz.evaluators._common import check_batch_size
-from neurofuzz.fuzzer.errors import UserError
+from neurofuzz.fuzzer.stats import CampaignStats, MutatorStats
+from neurofuzz.ground.errors import UserError
 
-CHECKPOINT_STATE = "fuzzer"  # the fuzz loop's checkpoint blob (neurofuzz.fuzzer.loop.STATE)
 
 
 @dataclass(frozen=True)
@@ -79,7 +78,7 @@ class GroupAccuracy:
 @dataclass(frozen=True)
 class MutatorYield:
     """What one mutator produced: stored ``queue`` entries and distinct failing images (from
-    the chains); ``mutants`` generated and ``failing`` mutants (checkpoint counters, or None)."""
+    the chains); ``mutants`` generated and ``failing`` mutants (``per_mutator`` of the stats, or None)."""
 
     queue: int = 0
     failures: int = 0
@@ -157,24 +156,6 @@ class FuzzReport:
         return "\n".join(out)
 
 
-def _number(v: str) -> int | float | None:
-    for cast in (int, float):
-        try:
-            return cast(v)
-        except (TypeError, ValueError):
-            pass
-    return None
-
-
-def _checkpoint_counters(store: BaseStore) -> dict[str, Any] | None:
-    try:
-        st = store.load_state(CHECKPOINT_STATE, None)
-    except (KeyError, UserError, ValueError):
-        return None
-    c = st.get("counters") if isinstance(st, Mapping) else None
-    return c if isinstance(c, Mapping) else None
-
-
 def _last_mutator(e: Entry) -> str:
     step = e.chain[-1]
     return str(step.get("mutator") or step.get("op") or "?")
@@ -188,37 +169,22 @@ class _Counts:
     by_oracle: dict[str, int]
     failing: int | None
     source: str
-    per_mutator: dict[str, list[int]] | None  # name -> [mutants, retained, failing], same moment as the rest
+    per_mutator: dict[str, MutatorStats] | None
 
 
-def _run_counts(nums: Mapping[str, int | float | None], counters: Mapping[str, Any] | None) -> _Counts:
-    """Mutant and failure counts: ``fuzzer_stats`` first, the checkpoint's counters as a fallback
-    and, when they describe the same moment (same ``mutants``), for distinct failing mutants."""
-
-    def as_int(v: Any) -> int | None:
-        if isinstance(v, torch.Tensor) and v.numel() == 1:
-            v = v.item()
-        return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
-
-    mutants, valid, ftotal = (as_int(nums.get(k)) for k in ("mutants", "valid_mutants", "failures_total"))
-    by_oracle = {k[len("failures_"):]: int(v) for k, v in nums.items() if k.startswith("failures_")
-                 and k not in ("failures_total", "failures_stored") and isinstance(v, (int, float))}
-    counters = counters or {}
-    if mutants is None and counters:
-        mutants, valid = as_int(counters.get("mutants")), as_int(counters.get("valid"))
-        ft = counters.get("failures_total")
-        if isinstance(ft, Mapping):
-            by_oracle = {str(k): int(v) for k, v in ft.items()}
-            ftotal = sum(by_oracle.values())
-    pm = counters.get("per_mutator")
-    if isinstance(pm, Mapping) and mutants is not None and as_int(counters.get("mutants")) == mutants:
-        per_mutator = {str(k): [int(n) for n in v] for k, v in pm.items()}
-        failing: int | None = sum(v[2] for v in per_mutator.values())
-        return _Counts(mutants, valid, ftotal, by_oracle, failing, "checkpoint", per_mutator)
-    if mutants is not None and ftotal is not None:
-        source = "stats" if sum(1 for v in by_oracle.values() if v) <= 1 else "stats-upper-bound"
-        return _Counts(mutants, valid, ftotal, by_oracle, ftotal, source, None)
-    return _Counts(mutants, valid, ftotal, by_oracle, None, "none", None)
+def _run_counts(stats: Mapping[str, Any]) -> _Counts:
+    """Mutant and failure counts from ``fuzzer_stats`` (typed, :class:`CampaignStats`). Distinct
+    failing mutants come from ``failing_mutants`` when recorded (``"stats"``); files written
+    without it fall back to ``failures_total``: exact when at most one oracle reported failures
+    (``"stats"``), an upper bound otherwise (``"stats-upper-bound"``)."""
+    if "mutants" not in stats:
+        return _Counts(None, None, None, {}, None, "none", None)
+    s = CampaignStats.from_flat(stats)
+    pm = s.per_mutator if "per_mutator" in stats else None
+    if "failing_mutants" in stats:
+        return _Counts(s.mutants, s.valid_mutants, s.failures_total, s.failures, s.failing_mutants, "stats", pm)
+    source = "stats" if sum(1 for v in s.failures.values() if v) <= 1 else "stats-upper-bound"
+    return _Counts(s.mutants, s.valid_mutants, s.failures_total, s.failures, s.failures_total, source, pm)
 
 
 def evaluate_store(store: BaseStore, *, target: Callable[[torch.Tensor], Any] | None = None,
@@ -262,13 +228,12 @@ def evaluate_store(store: BaseStore, *, target: Callable[[torch.Tensor], Any] | 
             acc[1] += ok
 
     stats = store.read_stats()
-    nums = {k: _number(v) for k, v in stats.items()}
-    c = _run_counts(nums, _checkpoint_counters(store))
+    c = _run_counts(stats)
     yields = {}
     for name in sorted(set(per_mut) | set(c.per_mutator or {})):
         q, f = per_mut.get(name, [0, 0])
         pm = (c.per_mutator or {}).get(name)
-        yields[name] = MutatorYield(q, f, None if pm is None else int(pm[0]), None if pm is None else int(pm[2]))
+        yields[name] = MutatorYield(q, f, None if pm is None else pm.mutants, None if pm is None else pm.failures)
 
     return FuzzReport(
         path=None if store.path is None else str(store.path),
@@ -285,7 +250,7 @@ def evaluate_store(store: BaseStore, *, target: Callable[[torch.Tensor], Any] | 
         per_mutator=yields,
         failures_by_class=dict(sorted(by_class.items())),
         confusion={k: dict(sorted(v.items())) for k, v in sorted(confusion.items())},
-        coverage={k[4:]: float(v) for k, v in nums.items() if k.startswith("cov_") and v is not None},
+        coverage=CampaignStats.from_flat(stats).coverage,
         stats=dict(stats),
     )
 

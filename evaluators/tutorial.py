@@ -1,20 +1,36 @@
-"""The robustness experiment of MindArmour's tutorial, on the built-in digits LeNet-5.
+"""The robustness experiment of MindArmour's tutorial, for any classifier and data.
 
 MindArmour's model-security tutorial attacks a LeNet with FGSM (eps 0.3), reports the attack
 metrics, then trains a NAD-defended model (adversarial training with FGSM examples) and reports
-its clean and adversarial accuracy. :func:`run_tutorial` does the same here, more strictly:
+its clean and adversarial accuracy. :func:`run_tutorial` does the same for the model, the test
+data and the NAD training it is given, more strictly than the tutorial:
 
-* the defended model is trained on the *train* split (the tutorial trains on its test data);
+* the defended model comes from ``train_nad()`` (the built-in job trains it on the *train*
+  split; the tutorial trains on its test data);
 * adversarial accuracy of the defended model is reported both for FGSM examples crafted on the
   undefended model (the tutorial's transfer protocol) and for FGSM crafted on the defended model
   itself (white-box), plus PGD-20 at eps 0.1 as a stronger attack;
 * defense metrics (CAV, CRR, CSR, CCV, COS) on clean and on transferred adversarial data.
 
-Example (about a minute: the NAD model trains in 10-20 s)::
+This module never imports the demo model zoo; ``neurofuzz evaluate`` runs it on the built-in
+digits LeNet-5 through :func:`neurofuzz.fuzzer.tutorial_job.run_tutorial`.
 
+Example (a toy linear model and a NAD training of one epoch, on random data)::
+
+    >>> import torch
+    >>> from torch import nn
+    >>> from neurofuzz.defenses import NAD
+    >>> from neurofuzz.ground import Target
     >>> from neurofuzz.evaluators.tutorial import run_tutorial, format_tutorial
-    >>> r = run_tutorial(seed=0)                                      # doctest: +SKIP
-    >>> print(format_tutorial(r))                                     # doctest: +SKIP
+    >>> g = torch.Generator().manual_seed(0)
+    >>> x, y = torch.rand(32, 1, 4, 4, generator=g), torch.randint(0, 2, (32,), generator=g)
+    >>> net = lambda: nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+    >>> r = run_tutorial(Target(net()), x, y, lambda: NAD(net(), epochs=1).fit(x, y), settings={"epochs": 1})
+    >>> sorted(r["nad"]) == sorted(["clean_accuracy", "fgsm_transfer_accuracy", "fgsm_whitebox_accuracy",
+    ...                             "pgd20_eps0.1_accuracy", "training_seconds", "settings"])
+    True
+    >>> "defense metrics" in format_tutorial(r)
+    True
 """
 
 from __future__ import annotations
@@ -23,41 +39,78 @@ import time
 from typing import Any, Callable
 
 import torch
+from torch import nn
 
 from neurofuzz.evaluators.attack import evaluate_attack
 from neurofuzz.evaluators.defense import evaluate_defense
-from neurofuzz.fuzzer.target import Target
+from neurofuzz.ground.errors import UserError
+from neurofuzz.ground.target import Target
 
 TARGET_ADV_ACC = 0.80  # issue: NAD adversarial accuracy at eps 0.3
 TARGET_CLEAN_DROP = 0.03  # ... with clean accuracy within 3 points of the undefended model
 
 
 def _acc(model: Target, x: torch.Tensor, y: torch.Tensor) -> float:
-    return float((model.predict(x) == y).float().mean())
+    return float((model.predict(x) == y.to(model.device)).float().mean())
 
 
-def run_tutorial(*, seed: int = 0, eps: float = 0.3, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run the experiment; return a JSON-ready dict (see :func:`format_tutorial`)."""
-    from neurofuzz.defenses.adversarial_training import NAD_DIGITS, nad_digits
-    from neurofuzz.fuzzer.zoo import builtin_target, load_digits32
+def run_tutorial(
+    target: Target,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    train_nad: Callable[[], nn.Module],
+    *,
+    eps: float = 0.3,
+    seed: int | None = None,
+    settings: dict[str, Any] | None = None,
+    data: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run the experiment; return a JSON-ready dict (see :func:`format_tutorial`).
+
+    Args:
+        target: the undefended model.
+        x, y: the evaluation data ``[N, C, H, W]`` in ``target.bounds`` and its labels ``[N]``.
+        train_nad: ``() -> model``: trains and returns the defended model (e.g. a fitted
+            :class:`~neurofuzz.defenses.NAD`); an ``nn.Module`` that is not a Target is wrapped
+            with ``target``'s bounds and sees raw inputs, as NAD trained it.
+        eps: FGSM step of the attacks (raw input units).
+        seed, settings: reported as given (the seed and NAD settings ``train_nad`` uses).
+        data: a description of ``x`` for the report (default: its shape and bounds).
+        progress: called with a line of text before each long step.
+    """
     from neurofuzz.mutators.attacks import FGSM, PGD
 
+    if not isinstance(target, Target):
+        raise UserError(f"run_tutorial: target must be a neurofuzz Target, got {type(target).__name__}")
+    if not isinstance(x, torch.Tensor) or x.dim() != 4 or not isinstance(y, torch.Tensor) or y.shape != (len(x),):
+        raise UserError("run_tutorial: x must be a batch [N, C, H, W] and y one integer label per input")
+    if len(x) == 0:
+        raise UserError("run_tutorial: the evaluation data is empty; give at least one input")
+    if not 0 < float(eps):
+        raise UserError(f"run_tutorial: eps must be > 0, got {eps!r}")
+    settings = dict(settings or {})
+    lo, hi = target.bounds
+    data = data or f"{len(x)} images, {'x'.join(str(d) for d in x.shape[1:])} in [{lo:g}, {hi:g}]"
     say = progress or (lambda _m: None)
-    x, y = load_digits32("test")
-    raw = builtin_target()
+    raw = target
     t0 = time.perf_counter()
     x_adv = FGSM(raw, eps=eps)(x, y)
     t_fgsm = time.perf_counter() - t0
     attack = evaluate_attack(x, y, x_adv, model=raw, bounds=raw.bounds)
     say(f"FGSM eps {eps} on the undefended model: accuracy {_acc(raw, x_adv, y):.4f}")
-    say(f"training the NAD model (FGSM eps {NAD_DIGITS['eps']}, {NAD_DIGITS['epochs']} epochs, seed {seed}) ...")
+    described = ", ".join(f"{k} {v}" for k, v in settings.items())
+    say(f"training the NAD model ({described}{', ' if described else ''}seed {seed}) ...")
     t0 = time.perf_counter()
-    nad = Target(nad_digits(seed=seed), bounds=raw.bounds)
+    defended = train_nad()
+    if not isinstance(defended, nn.Module):
+        raise UserError(f"run_tutorial: train_nad() must return the trained nn.Module, got {type(defended).__name__}")
+    nad = defended if isinstance(defended, Target) else Target(defended, bounds=raw.bounds, device=raw.device)
     t_train = time.perf_counter() - t0
     x_adv_nad = FGSM(nad, eps=eps)(x, y)  # white-box on the defended model
     pgd = lambda m: PGD(m, eps=0.1, alpha=0.01, steps=20, random_start=False)(x, y)  # noqa: E731
     out: dict[str, Any] = {
-        "data": "digits test split (360 images, 1x32x32 in [0, 1])",
+        "data": data,
         "eps": eps,
         "seed": seed,
         "undefended": {
@@ -71,7 +124,7 @@ def run_tutorial(*, seed: int = 0, eps: float = 0.3, progress: Callable[[str], N
             "fgsm_whitebox_accuracy": _acc(nad, x_adv_nad, y),
             "pgd20_eps0.1_accuracy": _acc(nad, pgd(nad), y),
             "training_seconds": round(t_train, 1),
-            "settings": dict(NAD_DIGITS),
+            "settings": settings,
         },
         "attack_metrics_fgsm_on_undefended": attack.to_dict(),
         "defense_metrics_clean": evaluate_defense(raw, nad, x, y).to_dict(),

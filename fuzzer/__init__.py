@@ -7,6 +7,6 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
-from neurofuzz.fuzzer.target import Target
+from neurofuzz.ground.target import Target  # re-exported for convenience
 
 __all__ = ["Target", "__version__"]

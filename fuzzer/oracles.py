@@ -25,7 +25,8 @@ from typing import Any, Callable
 
 import torch
 
-from neurofuzz.fuzzer.errors import UserError
+from neurofuzz.ground.errors import UserError
+from neurofuzz.ground.registry import Registry
 
 
 @dataclass
@@ -75,6 +76,7 @@ class Disagreement(Oracle):
     """A second model (any callable ``x -> logits``) predicts another class."""
 
     name = "disagreement"
+    resources = ("reference",)
 
     def __init__(self, reference: Callable[[torch.Tensor], torch.Tensor]) -> None:
         self.reference = reference
@@ -85,26 +87,32 @@ class Disagreement(Oracle):
         return ctx.preds != other
 
 
-ORACLES: dict[str, type[Oracle]] = {
-    c.name: c for c in (Misclassified, PredictionChanged, NonFinite, Disagreement)
-}
+ORACLES: Registry[Oracle] = Registry("oracle")
+for _cls in (Misclassified, PredictionChanged, NonFinite, Disagreement):
+    ORACLES.register(_cls)
+register_oracle = ORACLES.register
 
 
-def register_oracle(cls: type[Oracle]) -> type[Oracle]:
-    """Class decorator: make an :class:`Oracle` subclass available by ``cls.name`` (e.g. a
-    detector-based oracle from :mod:`neurofuzz.defenses`)."""
-    if not cls.name:
-        raise TypeError(f"{cls.__name__} has no name")
-    ORACLES[cls.name] = cls
-    return cls
+def build_oracles(specs: list[dict[str, Any]], resources: dict[str, Any] | None = None) -> list[Oracle]:
+    """Oracles from config entries ``{"name": ..., **params}``. An oracle class that needs an
+    object that is not a config value (``Disagreement`` needs the reference model) names it in
+    ``resources``; it is taken from ``resources`` here, the one place that knows about them."""
+    resources = resources or {}
+    out = []
+    for spec in specs:
+        spec = {"name": spec} if isinstance(spec, str) else dict(spec)
+        name = spec.pop("name")
+        cls = ORACLES.get(name)
+        for r in getattr(cls, "resources", ()):
+            if spec.get(r) is not None:
+                continue
+            if resources.get(r) is None:
+                raise UserError(f"the {name} oracle needs a {r} (a second model; for the CLI: --reference-model)")
+            spec[r] = resources[r]
+        out.append(ORACLES.build(name, **spec))
+    return out
 
 
-def build_oracle(name: str, **kwargs: Any) -> Oracle:
-    if name not in ORACLES:
-        raise UserError(f"unknown oracle {name!r}; choose from {', '.join(ORACLES)}")
-    if name == "disagreement" and kwargs.get("reference") is None:
-        raise UserError("the disagreement oracle needs a second model (--reference-model)")
-    try:
-        return ORACLES[name](**kwargs)
-    except TypeError:
-        raise UserError(f"oracle {name!r} does not take parameters {sorted(kwargs)}") from None
+def build_oracle(name: str, **params: Any) -> Oracle:
+    """One oracle by name (see :func:`build_oracles`)."""
+    return build_oracles([{"name": name, **params}])[0]

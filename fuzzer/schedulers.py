@@ -37,7 +37,8 @@ from typing import Any
 
 import torch
 
-from neurofuzz.fuzzer.errors import UserError
+from neurofuzz.ground.errors import UserError
+from neurofuzz.ground.registry import Registry
 
 
 class Scheduler:
@@ -180,14 +181,10 @@ class Power(GainWeighted):
         return (1 + self.found[idx]) * (1 + torch.log1p(self.gain[idx])) / torch.sqrt(1 + self.picks[idx])
 
 
-SCHEDULERS: dict[str, type[Scheduler]] = {c.name: c for c in (Uniform, ProbabilityDecay, Power, GainWeighted)}
+SCHEDULERS: Registry[Scheduler] = Registry("scheduler")
+for _cls in (Uniform, ProbabilityDecay, Power, GainWeighted):
+    SCHEDULERS.register(_cls)
 
 
 def build_scheduler(name: str, **params: Any) -> Scheduler:
-    if name not in SCHEDULERS:
-        raise UserError(f"unknown scheduler {name!r}; choose from {', '.join(SCHEDULERS)}")
-    try:
-        return SCHEDULERS[name](**params)
-    except TypeError:
-        raise UserError(f"scheduler {name!r} does not take parameters {sorted(params)}") from None
-
+    return SCHEDULERS.build(name, **params)

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from neurofuzz.fuzzer.target import Target
+from neurofuzz.ground.target import Target
 
 WEIGHTS = Path(__file__).resolve().parent / "data" / "lenet5_digits.pt"
 N_TRAIN = 1437

@@ -13,7 +13,10 @@ only to float rounding, ~1e-7.)
 Subclasses implement two pure steps:
 
 * :meth:`Mutator.sample` draws per-input parameters ``{name: tensor [B]}`` from the generator;
-* :meth:`Mutator.apply` maps ``(x, params)`` to the mutant, deterministically.
+* :meth:`Mutator.apply` maps ``(x, params)`` to the mutant, deterministically. It may also
+  return per-input *outcomes* (``(mutant, {name: tensor [B]})``, e.g. the model queries a
+  black-box attack spent): :meth:`Mutator.mutate` records them with the parameters, and
+  :meth:`Mutator.replay` recomputes them (they are results, not inputs).
 
 The cross-cutting checks (validate the input, sample, apply, clip into bounds, check the
 output) live once, in the final template method :meth:`Mutator.mutate`.
@@ -37,7 +40,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from neurofuzz.fuzzer.errors import UserError
+from neurofuzz.ground.errors import UserError
 
 Params = dict[str, torch.Tensor]
 
@@ -137,9 +140,10 @@ class Mutator(ABC):
         """Draw per-input parameters ``{name: tensor [batch]}`` (CPU tensors) from ``rng``."""
 
     @abstractmethod
-    def apply(self, x: torch.Tensor, params: Params, **ctx: Any) -> torch.Tensor:
+    def apply(self, x: torch.Tensor, params: Params, **ctx: Any) -> torch.Tensor | tuple[torch.Tensor, Params]:
         """Deterministic mutant of ``x`` for ``params``; must not modify ``x`` in place.
-        ``ctx`` carries ``bounds`` and, for attacks, ``target`` and ``y``."""
+        ``ctx`` carries ``bounds`` and, for attacks, ``target`` and ``y``. May return
+        ``(mutant, outcomes)``: per-input results recorded with the parameters."""
 
     # ------------------------------------------------------------------ helpers
     def uniform(self, key: str, batch: int, rng: torch.Generator) -> torch.Tensor:
@@ -168,7 +172,8 @@ class Mutator(ABC):
         """Draw parameters from ``rng``, apply them and return the mutants with their parameters."""
         self._check_input(x, bounds, target, y)
         params = self.sample(x.shape[0], rng)
-        return MutationResult(self._run(x, params, bounds, target, y), params, self.name, dict(self.config))
+        out, outcomes = self._run(x, params, bounds, target, y)
+        return MutationResult(out, {**params, **outcomes}, self.name, dict(self.config))
 
     def replay(
         self,
@@ -185,14 +190,15 @@ class Mutator(ABC):
         for k, v in p.items():
             if v.numel() == 1 and x.shape[0] != 1:
                 p[k] = v.expand(x.shape[0]).clone()
-        return self._run(x, p, bounds, target, y)
+        return self._run(x, p, bounds, target, y)[0]
 
-    def _run(self, x, params, bounds, target, y) -> torch.Tensor:
+    def _run(self, x, params, bounds, target, y) -> tuple[torch.Tensor, Params]:
         out = self.apply(x, params, bounds=bounds, target=target, y=y)
+        out, outcomes = out if isinstance(out, tuple) else (out, {})
         out = out.to(dtype=x.dtype).clamp(bounds[0], bounds[1])
         if out.shape != x.shape or out.device != x.device:
             raise RuntimeError(f"{self.name}: output {tuple(out.shape)} on {out.device} breaks the contract")
-        return out
+        return out, outcomes
 
     def _check_input(self, x: torch.Tensor, bounds, target, y) -> None:
         if not isinstance(x, torch.Tensor) or x.dim() != 4:

@@ -54,7 +54,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from neurofuzz.fuzzer.errors import UserError
+from neurofuzz.ground.errors import UserError
 
 DEFAULT_ALPHA = 0.02
 DEFAULT_BETA = 0.2
@@ -227,6 +227,17 @@ class Constraint:
             valid &= ssim(ref, new, data_range=self.bounds[1] - self.bounds[0]) >= self.ssim_min
         return valid
 
+    def judge(self, x_ref: torch.Tensor, x_new: torch.Tensor, *, affine: torch.Tensor,
+              affine_used: torch.Tensor) -> torch.Tensor:
+        """The whole rule, batched and without Python per mutant: bool ``[B]``. Row ``i`` is an
+        affine mutant if ``affine[i]``: valid iff its lineage has not used an affine mutation
+        (``affine_used[i]`` False) and it is finite; any other mutant is judged by
+        :meth:`check` against its reference ``x_ref[i]`` (or one shared reference)."""
+        new = _as_batch(x_new, "x_new")
+        finite = torch.isfinite(new.flatten(1)).all(dim=1)
+        pixel = self.check(x_ref, new) if bool((~affine).any()) else torch.zeros_like(finite)
+        return torch.where(affine, finite & ~affine_used, pixel)
+
     def admit(
         self,
         states: LineageState | Sequence[LineageState],
@@ -248,16 +259,11 @@ class Constraint:
             raise UserError(
                 f"admit: got {n} mutants, {len(states)} states and {len(kinds)} kinds; give one each (or one for all)"
             )
-        valid = torch.zeros(n, dtype=torch.bool, device=new.device)
-        out = list(states)
-        pixel = [i for i in range(n) if kinds[i] != "affine"]
-        if pixel:
-            shared = all(states[i] is states[pixel[0]] for i in pixel)
-            ref = states[pixel[0]].reference.unsqueeze(0) if shared else torch.stack([states[i].reference for i in pixel])
-            idx = torch.tensor(pixel, device=new.device)
-            valid[idx] = self.check(ref.to(new.device), new[idx] if len(pixel) < n else new)
-        for i in range(n):
-            if kinds[i] == "affine" and not states[i].affine_used and bool(torch.isfinite(new[i]).all()):
-                valid[i] = True
-                out[i] = states[i].child(new[i], "affine")
+        affine = torch.tensor([k == "affine" for k in kinds], device=new.device)
+        used = torch.tensor([st.affine_used for st in states], device=new.device)
+        shared = all(st is states[0] for st in states)
+        ref = states[0].reference.unsqueeze(0) if shared else torch.stack([st.reference for st in states])
+        valid = self.judge(ref.to(new.device), new, affine=affine, affine_used=used)
+        out = [states[i].child(new[i], "affine") if kinds[i] == "affine" and bool(valid[i]) else states[i]
+               for i in range(n)]
         return valid, out

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from neurofuzz.fuzzer.errors import UserError
+from neurofuzz.ground.errors import UserError
 from neurofuzz.mutators.base import Mutator
 
 _REGISTRY: dict[str, type[Mutator]] = {}

@@ -2,6 +2,14 @@
 
 Every test runs under a fixture that fails it if it changed the global RNG state of torch,
 numpy or ``random``: randomness in neurofuzz is always injected (DESIGN.md).
+
+One Hypothesis settings profile serves the whole suite, registered and loaded here (before any
+test module is imported, so every ``settings(...)`` object in a test module inherits from it):
+derandomized (the same examples on every run and machine: a red test stays red), no deadline
+and no ``too_slow`` health check (timings on a shared 2-core machine are noise), no example
+database (nothing written into the checkout), a modest ``max_examples``, and the reproduction
+blob printed on failure. A test may set its own ``max_examples`` (for its cost or its weight);
+nothing else is set per test.
 """
 
 from __future__ import annotations
@@ -11,6 +19,11 @@ import random
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
+
+settings.register_profile("neurofuzz", derandomize=True, deadline=None, database=None, max_examples=50,
+                          print_blob=True, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("neurofuzz")
 
 torch.set_num_threads(1)  # on a shared 2-core machine, 1 thread is faster and steadier (OpenMP contention)
 

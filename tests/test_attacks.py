@@ -11,7 +11,7 @@ from torch import nn
 
 import pytest
 
-from neurofuzz.fuzzer.errors import UserError
+from neurofuzz.ground.errors import UserError
 from neurofuzz.mutators import available, create, get
 from neurofuzz.mutators.attacks import BIM, FGSM, MDIIM, MIFGSM, PGD, PGDL2, RFGSM
 from neurofuzz.mutators.attacks.base import target_labels_from

@@ -16,7 +16,7 @@ import pytest
 import torch
 from torch import nn
 
-from neurofuzz.fuzzer.errors import UserError
+from neurofuzz.ground.errors import UserError
 from neurofuzz.mutators import available, create, get
 from neurofuzz.mutators.attacks import (
     JSMA, NES, CarliniWagnerL2, DeepFool, GenAttack, HopSkipJump, QueryOracle, SaltAndPepper, Square,

@@ -258,7 +258,7 @@ def test_profile_then_fuzz_with_profile_reference_and_config(tmp_path, capsys):
     assert rc == 0, err
     with CampaignStore.open(camp, readonly=True) as s:
         assert s.setup["config"]["scheduler"]["name"] == "gain"
-        assert "disagreement" in s.setup["config"]["oracles"]
+        assert "disagreement" in [o["name"] for o in s.setup["config"]["oracles"]]
         assert int(s.read_stats()["failures_disagreement"]) > 0
         assert s.count("failure", oracle="disagreement") > 0
     # resume may not change the setup

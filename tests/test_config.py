@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import textwrap
 
+import numpy as np
 import pytest
 
 from neurofuzz.fuzzer import config as config_module
 from neurofuzz.fuzzer.config import DEFAULT_MUTATORS, Budget, Constraint, FuzzConfig
-from neurofuzz.fuzzer.errors import UserError
+from neurofuzz.ground.errors import UserError
 
 FULL = """
 seed = 7
@@ -79,7 +81,8 @@ def test_defaults_validate():
     assert set(cfg.metrics) == {"nc", "tknc", "kmnc", "nbc", "snac"}
     assert cfg.feedback == ["nbc", "snac"]
     assert cfg.scheduler == {"name": "power"}
-    assert cfg.oracles == ["misclassified", "nonfinite"]
+    assert cfg.oracles == [{"name": "misclassified"}, {"name": "nonfinite"}]
+    assert cfg.oracle_names() == ["misclassified", "nonfinite"]
     assert cfg.constraint == Constraint() and cfg.budget == Budget()
     assert cfg.budget.unlimited()
 
@@ -96,7 +99,8 @@ def test_full_toml_file(tmp_path):
     assert isinstance(cfg, FuzzConfig)
     assert (cfg.seed, cfg.seeds_per_batch, cfg.mutants_per_seed) == (7, 4, 16)
     assert cfg.feedback == ["kmnc", "nbc"]
-    assert cfg.oracles == ["misclassified", "prediction_changed", "nonfinite"]
+    assert cfg.oracles == [{"name": "misclassified"}, {"name": "prediction_changed"}, {"name": "nonfinite"}]
+    assert cfg.oracle_names() == ["misclassified", "prediction_changed", "nonfinite"]
     assert cfg.guided is False and cfg.save_all_failures is True and cfg.fsync_every_write is True
     assert cfg.stats_interval == 0.5 and cfg.checkpoint_interval == 12.5
     assert cfg.metrics == {"nc": {"threshold": 0.25, "scaled": False}, "kmnc": {"k": 10}, "nbc": {"std_widen": 0.5}}
@@ -190,13 +194,13 @@ BAD_TOML = [
     ("oracles = ['crash']\n", r"unknown oracle 'crash'.*misclassified"),
     ("[scheduler]\nname = 'fifo'\n", r"unknown scheduler 'fifo'.*power"),
     ("[scheduler]\ngamma = 3\n", r"unknown scheduler None"),
-    ("[budget]\nseconds = -1\n", r"budgets must be >= 0"),
-    ("[budget]\niterations = -5\n", r"budgets must be >= 0"),
-    ("[budget]\nhours = 1\n", r"bad config.*hours"),
-    ("[constraint]\nalpha = 1.5\n", r"alpha, beta and ssim must lie in \[0, 1\]"),
-    ("[constraint]\nbeta = -0.1\n", r"alpha, beta and ssim must lie in \[0, 1\]"),
-    ("seeds_per_batch = 0\n", r"seeds_per_batch and mutants_per_seed must be >= 1"),
-    ("mutants_per_seed = -2\n", r"seeds_per_batch and mutants_per_seed must be >= 1"),
+    ("[budget]\nseconds = -1\n", r"budget\.seconds must be >= 0 \(seconds; 0 = no limit\), got -1"),
+    ("[budget]\niterations = -5\n", r"budget\.iterations must lie in \[0, 2\*\*63-1\] \(0 = no limit\), got -5"),
+    ("[budget]\nhours = 1\n", r"bad config: unknown budget key\(s\) \['hours'\]; valid: seconds, iterations"),
+    ("[constraint]\nalpha = 1.5\n", r"constraint\.alpha must be in \[0, 1\], got 1\.5"),
+    ("[constraint]\nbeta = -0.1\n", r"constraint\.beta must be in \[0, 1\], got -0\.1"),
+    ("seeds_per_batch = 0\n", r"seeds_per_batch must lie in \[1, 4096\], got 0"),
+    ("mutants_per_seed = -2\n", r"mutants_per_seed must lie in \[1, 65536\], got -2"),
     ("seed = 1\nseed = 2\n", r"not valid TOML"),
     ("[budget\nseconds = 1\n", r"not valid TOML"),
     ("seed = \n", r"not valid TOML"),
@@ -208,12 +212,13 @@ def test_bad_toml_is_a_user_error(tmp_path, text, match):
     p = write(tmp_path, text)
     with pytest.raises(UserError, match=match) as e:
         FuzzConfig.from_toml(p)
-    assert "\n" not in str(e.value).strip() or "TOML" in str(e.value)
+    assert "\n" not in str(e.value)  # one line, whatever went wrong
+    assert str(p) in str(e.value)  # and it names the file
 
 
 def test_invalid_toml_names_the_file(tmp_path):
     p = write(tmp_path, "[budget\n")
-    with pytest.raises(UserError) as e:
+    with pytest.raises(UserError, match="not valid TOML") as e:
         FuzzConfig.from_toml(p)
     assert str(p) in str(e.value)
 
@@ -237,20 +242,19 @@ def test_non_utf8_file(tmp_path):
 
 
 def test_from_dict_unknown_key_lists_valid_keys():
-    with pytest.raises(UserError) as e:
+    with pytest.raises(UserError, match=r"unknown config key\(s\) \['mutatorz'\]; valid: .*'mutators'"):
         FuzzConfig.from_dict({"seed": 1, "mutatorz": []})
-    assert "mutatorz" in str(e.value) and "mutators" in str(e.value)
 
 
 # ---------------------------------------------------------------------------- bugs found
-@pytest.mark.parametrize("text", [
-    'seeds_per_batch = "8"\n',
-    'scheduler = "power"\n',
-    '[budget]\nseconds = "60"\n',
-    '[constraint]\nalpha = "0.1"\n',
+@pytest.mark.parametrize("text, match", [
+    ('seeds_per_batch = "8"\n', r"seeds_per_batch must be a whole number, got '8'"),
+    ('scheduler = "power"\n', r"scheduler must be a table, e.g. \[scheduler\] name = \"power\", got 'power'"),
+    ('[budget]\nseconds = "60"\n', r"budget\.seconds must be a number \(seconds; 0 = no limit\), got '60'"),
+    ('[constraint]\nalpha = "0.1"\n', r"constraint\.alpha must be a number, got '0\.1'"),
 ])
-def test_wrong_value_type_is_a_user_error(tmp_path, text):
-    with pytest.raises(UserError):
+def test_wrong_value_type_is_a_user_error(tmp_path, text, match):
+    with pytest.raises(UserError, match=match):
         load(tmp_path, text)
 
 
@@ -259,14 +263,160 @@ def test_unknown_feedback_metric_is_a_user_error(tmp_path):
         load(tmp_path, 'feedback = ["nbcc"]\n')
 
 
-@pytest.mark.parametrize("text", ["[metrics]\nnc = { thresh = 0.5 }\n", "[metrics]\nkmnc = { k = 0 }\n"])
-def test_bad_metric_params_are_rejected_by_validate(tmp_path, text):
-    with pytest.raises(UserError):
+@pytest.mark.parametrize("text, match", [("[metrics]\nnc = { thresh = 0.5 }\n", "thresh"),
+                                         ("[metrics]\nkmnc = { k = 0 }\n", "k")])
+def test_bad_metric_params_are_rejected_by_validate(tmp_path, text, match):
+    with pytest.raises(UserError, match=match):
         load(tmp_path, text)
 
 
 @pytest.mark.parametrize("text", ["[scheduler]\nname = 'decay'\ngamma = -1\n",
                                   "[scheduler]\nname = 'uniform'\ngamma = 3\n"])
 def test_bad_scheduler_params_are_rejected_by_validate(tmp_path, text):
-    with pytest.raises(UserError):
+    with pytest.raises(UserError, match="gamma"):
         load(tmp_path, text)
+
+
+# ---------------------------------------------------------------------------- types, finiteness, limits
+@pytest.mark.parametrize("text, match", [
+    ('stats_interval = "fast"\n', r"stats_interval must be a number \(seconds\), got 'fast'"),
+    ("stats_interval = -1\n", r"stats_interval must be >= 0 \(seconds\), got -1"),
+    ("stats_interval = nan\n", r"stats_interval must be a finite number"),
+    ("checkpoint_interval = inf\n", r"checkpoint_interval must be a finite number"),
+    ('guided = "no"\n', r"guided must be true or false, got 'no'"),
+    ("save_all_failures = 1\n", r"save_all_failures must be true or false, got 1"),
+    ("fsync_every_write = 0\n", r"fsync_every_write must be true or false, got 0"),
+    ("mutator_choice = 3\n", r"mutator_choice must be 'adaptive' or 'uniform', got 3"),
+    ("seed = -1\n", r"seed must lie in \[0, 2\*\*63-1\], got -1"),
+    ("seed = 1.5\n", r"seed must be a whole number, got 1.5"),
+    ("seed = true\n", r"seed must be a whole number, got True"),
+    ("mutants_per_seed = 2000000000\n", r"mutants_per_seed must lie in \[1, 65536\], got 2000000000"),
+    ("seeds_per_batch = 5000\n", r"seeds_per_batch must lie in \[1, 4096\], got 5000"),
+    ("seeds_per_batch = 512\nmutants_per_seed = 512\n", r"512 \* 512 = 262144 mutants per iteration, more than 65536"),
+    ("[budget]\nseconds = nan\n", r"budget\.seconds must be a finite number \(seconds; 0 = no limit\), got nan"),
+    ("[budget]\nplateau_seconds = inf\n", r"budget\.plateau_seconds must be a finite number"),
+    ("[budget]\niterations = 1.5\n", r"budget\.iterations must be a whole number \(0 = no limit\), got 1.5"),
+    ("[budget]\nmutants = true\n", r"budget\.mutants must be a whole number"),
+    ("[constraint]\nalpha = nan\n", r"constraint\.alpha must be a finite number, got nan"),
+    ("[constraint]\nssim = inf\n", r"constraint\.ssim must be a finite number"),
+    ('[constraint]\nenabled = "yes"\n', r"constraint\.enabled must be true or false, got 'yes'"),
+    ("budget = 3\n", r"budget must be a table"),
+    ('constraint = "strict"\n', r"constraint must be a table"),
+    ('[[mutators]]\nname = "gaussian_noise"\nstd = [0.01, nan]\n', r"mutators\[0\]\.std\[1\] must be a finite number"),
+    ("[metrics]\nnc = { threshold = nan }\n", r"metrics\.nc\.threshold must be a finite number"),
+    ("[scheduler]\nname = 'decay'\ngamma = inf\n", r"scheduler\.gamma must be a finite number"),
+    ('feedback = "nbc"\n', r'feedback must be a list of metric names, e.g. feedback = \["nbc"\]'),
+    ('feedback = ["nc"]\n[metrics]\nkmnc = {}\n', r"feedback metric\(s\) \['nc'\] are not configured under \[metrics\]"),
+    ('metrics = "nc"\n', r"metrics must be a table of name = parameters"),
+    ('mutators = "rotate"\n', r"mutators must be a list of mutator names or tables"),
+    ('oracles = "misclassified"\n', r"oracles must be a list of oracle names or tables"),
+    ("oracles = [3]\n", r"each oracles entry needs a name.*entry 0 is 3"),
+    ('oracles = ["misclassified", "misclassified"]\n', r"oracle 'misclassified' is listed twice"),
+    ('oracles = [{name = "misclassified", level = 3}]\n', r"oracle 'misclassified' does not take parameters level"),
+    ('oracles = [{name = "disagreement", reference = "x.pt"}]\n', r"disagreement oracle's reference is not a config value"),
+    ('oracles = [{name = "disagreement", margin = 1}]\n', r"oracle 'disagreement' does not take parameters margin"),
+    ('oracles = [{name = "misclassified", level = nan}]\n', r"oracles\[0\]\.level must be a finite number"),
+])
+def test_every_field_is_checked(tmp_path, text, match):
+    p = write(tmp_path, text)
+    with pytest.raises(UserError, match=match) as e:
+        FuzzConfig.from_toml(p)
+    assert "\n" not in str(e.value) and str(p) in str(e.value)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"seed": 2**80}, r"seed must lie in \[0, 2\*\*63-1\], got 1208925819614629174706176"),
+    ({"seed": 2**63}, r"seed must lie in \[0, 2\*\*63-1\]"),
+    ({"stats_interval": float("nan")}, r"stats_interval must be a finite number"),
+    ({"budget": Budget(seconds=1)}, None),
+    ({"oracles": [object()]}, r"each oracles entry needs a name"),
+    ({"mutators": [{"name": "contrast", "factor": object()}]}, r"mutators\[0\]\.factor must be a number, string"),
+])
+def test_constructor_checks_python_values(kwargs, match):
+    if match is None:
+        FuzzConfig(**kwargs)
+        return
+    with pytest.raises(UserError, match=match):
+        FuzzConfig(**kwargs)
+
+
+def test_edge_values_are_accepted_and_normalised():
+    cfg = FuzzConfig(seed=2**63 - 1, seeds_per_batch=256, mutants_per_seed=256, stats_interval=0, checkpoint_interval=1,
+                     budget={"seconds": 5, "plateau_seconds": 0}, constraint={"alpha": 0, "beta": 1})
+    assert cfg.seed == 2**63 - 1 and cfg.seeds_per_batch * cfg.mutants_per_seed == 65536
+    assert isinstance(cfg.stats_interval, float) and isinstance(cfg.budget.seconds, float)
+    assert isinstance(cfg.constraint.alpha, float) and cfg.constraint.beta == 1.0
+    assert FuzzConfig(seed=np.int64(3)).seed == 3 and type(FuzzConfig(seed=np.int64(3)).seed) is int
+
+
+@pytest.mark.parametrize("cls, kwargs, match", [
+    (Budget, {"seconds": float("nan")}, r"budget\.seconds must be a finite number"),
+    (Budget, {"seconds": float("inf")}, r"budget\.seconds must be a finite number"),
+    (Budget, {"plateau_seconds": -1.0}, r"budget\.plateau_seconds must be >= 0"),
+    (Budget, {"iterations": 2**63}, r"budget\.iterations must lie in \[0, 2\*\*63-1\]"),
+    (Constraint, {"beta": float("nan")}, r"constraint\.beta must be a finite number"),
+    (Constraint, {"enabled": "no"}, r"constraint\.enabled must be true or false"),
+])
+def test_budget_and_constraint_check_their_fields(cls, kwargs, match):
+    with pytest.raises(UserError, match=match):
+        cls(**kwargs)
+
+
+def test_assignment_is_checked_like_construction():
+    cfg = FuzzConfig()
+    with pytest.raises(UserError, match=r"budget\.seconds must be a finite number"):
+        cfg.budget.seconds = float("nan")
+    with pytest.raises(UserError, match=r"seed must lie in"):
+        cfg.seed = 2**80
+    with pytest.raises(UserError, match="65536"):
+        cfg.mutants_per_seed = 10000
+    assert cfg == FuzzConfig()  # refused assignments changed nothing
+    cfg.oracles = ["prediction_changed"]
+    assert cfg.oracles == [{"name": "prediction_changed"}]
+    cfg.budget = {"iterations": 3}
+    assert cfg.budget == Budget(iterations=3)
+
+
+def test_dataclasses_replace_checks_the_new_values():
+    cfg = FuzzConfig()
+    with pytest.raises(UserError, match=r"seed must lie in"):
+        dataclasses.replace(cfg, seed=-5)
+    new = dataclasses.replace(cfg, oracles=[*cfg.oracles, "disagreement"])
+    assert new.oracle_names() == ["misclassified", "nonfinite", "disagreement"]
+    assert cfg.oracle_names() == ["misclassified", "nonfinite"]
+
+
+def test_instances_never_share_budget_or_constraint():
+    b = Budget(seconds=5)
+    a, c = FuzzConfig(budget=b), FuzzConfig(budget=b)
+    a.budget.seconds = 7
+    assert c.budget.seconds == 5 and b.seconds == 5
+
+
+def test_oracles_accept_strings_and_tables(tmp_path):
+    cfg = load(tmp_path, 'oracles = ["misclassified", {name = "nonfinite"}, {name = "disagreement"}]\n')
+    assert cfg.oracles == [{"name": "misclassified"}, {"name": "nonfinite"}, {"name": "disagreement"}]
+    assert cfg.oracle_names() == ["misclassified", "nonfinite", "disagreement"]
+    assert FuzzConfig(oracles=[]).oracle_names() == []
+
+
+def test_validation_runs_once_at_construction(monkeypatch):
+    """Building a config checks every mutator once; validate() (kept for old callers) and
+    to_dict() check nothing again and change nothing."""
+    import neurofuzz.mutators
+
+    calls = []
+    real = neurofuzz.mutators.create
+    monkeypatch.setattr(neurofuzz.mutators, "create", lambda name, **kw: calls.append(name) or real(name, **kw))
+    cfg = FuzzConfig(metrics={"nc": {}, "tknc": {"k": 1}})
+    assert len(calls) == len(DEFAULT_MUTATORS)
+    before = cfg.to_dict()
+    assert cfg.validate() is cfg and cfg.validate() is cfg
+    assert cfg.to_dict() == before and len(calls) == len(DEFAULT_MUTATORS)
+
+
+def test_normalised_values_are_a_fixed_point(tmp_path):
+    cfg = load(tmp_path, 'oracles = ["misclassified"]\nfeedback = ["nbc", "snac", "nbc"]\n[budget]\nseconds = 5\n')
+    assert cfg.feedback == ["nbc", "snac"] and cfg.budget.seconds == 5.0
+    again = FuzzConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert again == cfg and again.to_dict() == cfg.to_dict()

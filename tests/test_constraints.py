@@ -7,15 +7,14 @@ import math
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from scipy.ndimage import gaussian_filter
 
-from neurofuzz.fuzzer.errors import UserError
+from neurofuzz.ground.errors import UserError
 from neurofuzz.mutators.constraints import Constraint, LineageState, check, distances, ssim
 
 SHAPES = st.sampled_from([(1, 8, 8), (1, 10, 10), (3, 8, 8), (1, 32, 32), (3, 16, 12)])
-FAST = settings(max_examples=60, deadline=None)
 
 
 def _image(seed: int, shape: tuple[int, ...], lo: float = 0.0, hi: float = 1.0) -> torch.Tensor:
@@ -32,7 +31,6 @@ def _reference_rule(ref: np.ndarray, new: np.ndarray, alpha: float, beta: float,
 
 
 # ---------------------------------------------------------------------------- the pixel rule
-@FAST
 @given(shape=SHAPES, seed=st.integers(0, 2**31 - 1), batch=st.integers(1, 4))
 def test_identical_images_are_valid(shape, seed, batch):
     x = _image(seed, (batch, *shape))
@@ -40,7 +38,6 @@ def test_identical_images_are_valid(shape, seed, batch):
     assert check(x[0], x.clone()).shape == (batch,)
 
 
-@FAST
 @given(
     shape=SHAPES,
     seed=st.integers(0, 2**31 - 1),
@@ -52,15 +49,13 @@ def test_many_pixels_changed_a_lot_is_rejected(shape, seed, frac, delta, alpha):
     ref = _image(seed, shape, 0.0, 0.3)
     size = ref.numel()
     k = min(size, math.ceil(alpha * size) + int(frac * (size - math.ceil(alpha * size))))
-    if k == 0:
-        return
+    assume(k > 0)  # alpha == 0 and frac ~ 0 leave nothing to change
     new = ref.clone().flatten()
     idx = torch.randperm(size, generator=torch.Generator().manual_seed(seed))[:k]
     new[idx] += delta  # L0 = k >= alpha * size, Linf = delta >= 0.2
     assert not bool(check(ref, new.view(shape), alpha=alpha)[0])
 
 
-@FAST
 @given(shape=SHAPES, seed=st.integers(0, 2**31 - 1), frac=st.floats(0.0, 0.999), value=st.floats(0.0, 1.0))
 def test_few_pixels_changed_arbitrarily_is_accepted(shape, seed, frac, value):
     ref = _image(seed, shape)
@@ -72,7 +67,6 @@ def test_few_pixels_changed_arbitrarily_is_accepted(shape, seed, frac, value):
     assert bool(check(ref, new.view(shape))[0])
 
 
-@FAST
 @given(shape=SHAPES, seed=st.integers(0, 2**31 - 1), scale=st.floats(0.0, 0.199))
 def test_small_linf_change_everywhere_is_accepted(shape, seed, scale):
     ref = _image(seed, shape, 0.3, 0.7)
@@ -80,7 +74,6 @@ def test_small_linf_change_everywhere_is_accepted(shape, seed, scale):
     assert bool(check(ref, ref + noise)[0])
 
 
-@FAST
 @given(
     shape=SHAPES,
     seed=st.integers(0, 2**31 - 1),
@@ -156,7 +149,6 @@ def test_affine_once_per_lineage_and_reference_update():
     assert c.admit(after, tweak, kind="natural")[1][0] is after
 
 
-@FAST
 @given(seed=st.integers(0, 2**31 - 1), kinds=st.lists(st.sampled_from(["natural", "affine", "attack"]), min_size=1, max_size=6))
 def test_admit_batch_matches_one_by_one(seed, kinds):
     c = Constraint()
@@ -180,7 +172,6 @@ def test_admit_batch_matches_one_by_one(seed, kinds):
 
 
 # ---------------------------------------------------------------------------- SSIM
-@FAST
 @given(shape=SHAPES, seed=st.integers(0, 2**31 - 1), batch=st.integers(1, 3))
 def test_ssim_of_identical_images_is_exactly_one(shape, seed, batch):
     x = _image(seed, (batch, *shape))

@@ -20,7 +20,7 @@ from torch import nn
 
 from neurofuzz.corpus import CampaignStore, MemoryStore, content_hash, export_npz, export_png, replay
 from neurofuzz.corpus.store import MemoryStore as MemoryStoreFromStore
-from neurofuzz.fuzzer.errors import UserError
+from neurofuzz.ground.errors import UserError
 
 
 def img(seed: int, shape: tuple[int, ...] = (1, 4, 4)) -> torch.Tensor:
@@ -50,9 +50,9 @@ def test_create_layout_and_setup(tmp_path: Path) -> None:
         conn = sqlite3.connect(d / "index.sqlite")
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         conn.close()
-        assert s._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        assert s.index.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     with CampaignStore.open(d, fsync=False) as s:
-        assert s._conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+        assert s.index.conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
     assert MemoryStoreFromStore is MemoryStore
 
 
@@ -75,9 +75,9 @@ def test_add_get_layout_and_load(camp: CampaignStore) -> None:
     assert camp.entries(oracle="nonfinite") == []
     assert (camp.count(), camp.count("queue"), camp.count(oracle="misclassified"), len(camp)) == (2, 1, 1, 2)
     assert camp.oracles() == ["misclassified"]
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError, match="no entry with id 99"):
         camp.get(99)
-    assert camp.verify() == []
+    assert camp.verify() == [] and camp.verify(sha=True) == []
 
 
 def test_dedupe_same_kind_and_oracle_only(camp: CampaignStore) -> None:
@@ -311,9 +311,9 @@ def test_stats_rewrite_is_atomic(camp: CampaignStore, monkeypatch: pytest.Monkey
     camp.write_stats({"start_time": 1712345678.25, "execs_done": 10, "command_line": "neurofuzz run a:b"})
     text = (camp.path / "fuzzer_stats").read_text()
     assert text.splitlines()[0] == "start_time        : 1712345678.25"
-    assert camp.read_stats() == {"start_time": "1712345678.25", "execs_done": "10", "command_line": "neurofuzz run a:b"}
+    assert camp.read_stats() == {"start_time": 1712345678.25, "execs_done": 10, "command_line": "neurofuzz run a:b"}
     camp.write_stats({"execs_done": 20})
-    assert camp.read_stats() == {"execs_done": "20"}
+    assert camp.read_stats() == {"execs_done": 20}
     assert not [p for p in camp.path.iterdir() if p.name.startswith(".tmp-")]
 
     def broken_replace(src: object, dst: object) -> None:
@@ -323,7 +323,7 @@ def test_stats_rewrite_is_atomic(camp: CampaignStore, monkeypatch: pytest.Monkey
     with pytest.raises(OSError, match="disk full"):
         camp.write_stats({"execs_done": 30})
     monkeypatch.undo()
-    assert camp.read_stats() == {"execs_done": "20"}  # the old file is whole
+    assert camp.read_stats() == {"execs_done": 20}  # the old file is whole
     assert not [p for p in camp.path.iterdir() if p.name.startswith(".tmp-")]
     with pytest.raises(ValueError, match="identifier"):
         camp.write_stats({"bad key": 1})
@@ -371,7 +371,7 @@ def test_state_round_trip_and_refusals(camp: CampaignStore) -> None:
     camp.save_state("fuzz", {"step": 13})  # replaced atomically
     assert camp.load_state("fuzz") == {"step": 13} and camp.state_names() == ["fuzz"]
     assert camp.load_state("absent", None) is None and not camp.has_state("absent")
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError, match="no state named 'absent'"):
         camp.load_state("absent")
     with pytest.raises(TypeError, match=r"\['arr'\].*numpy.ndarray"):
         camp.save_state("bad", {"arr": np.zeros(3)})
@@ -589,7 +589,7 @@ def test_sigkill_loses_nothing_reported(tmp_path: Path, fsync: bool) -> None:
         for i, sha in reported.items():
             e = s.get(i)
             assert e.sha == sha and content_hash(e.load()) == sha
-        assert s.verify() == []
+        assert s.verify(sha=True) == []
         old = [e.id for e in s.entries()]
         assert set(reported) <= set(old)
         for e in s.entries():  # lineage intact

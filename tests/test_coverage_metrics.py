@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from neurofuzz.coverage import KMNC, METRICS, NBC, NC, SNAC, TKNC, NeuronProfile, build_metric, cells_to_dense
-from neurofuzz.fuzzer.errors import UserError
+from neurofuzz.ground.errors import UserError
 
 NAN = float("nan")
 INF = float("inf")
@@ -129,12 +129,12 @@ class TestKMNC:
         assert m.per_layer() == {"a": pytest.approx(2 / 4), "b": pytest.approx(3 / 4)}
 
     def test_all_degenerate_raises(self):
-        with pytest.raises(UserError):
+        with pytest.raises(UserError, match="every profiled neuron has low == high; profile on varied data"):
             KMNC(profile([1.0, 2.0], [1.0, 2.0]), k=4)
 
     @pytest.mark.parametrize("k", [0, -3])
     def test_bad_k(self, k):
-        with pytest.raises(UserError):
+        with pytest.raises(UserError, match=f"kmnc: k must be >= 1, got {k}"):
             KMNC(profile([0.0], [1.0]), k=k)
 
     def test_sparse_form_and_cells_to_dense(self):
@@ -349,7 +349,7 @@ class TestTKNC:
 
     @pytest.mark.parametrize("k", [0, -1])
     def test_bad_k(self, k):
-        with pytest.raises(UserError):
+        with pytest.raises(UserError, match=f"tknc: k must be >= 1, got {k}"):
             TKNC({"a": 3}, k=k)
 
     def test_value_union_over_inputs(self):
@@ -440,9 +440,9 @@ class TestNoveltyAndCommit:
 
     def test_nc_rejects_wrong_layout(self):
         m = NC({"a": 3}, threshold=0.5)
-        with pytest.raises(UserError):
+        with pytest.raises(UserError, match=r"nc: no activations for layer 'a' \(have \['b'\]\)"):
             m.measure({"b": torch.zeros(1, 3)})
-        with pytest.raises(UserError):
+        with pytest.raises(UserError, match=r"nc: layer 'a' has shape \(1, 4\), expected \[B, 3\]"):
             m.measure({"a": torch.zeros(1, 4)})
 
 
@@ -495,9 +495,9 @@ class TestStateAndMerge:
     def test_refuse_different_definition(self, name, a, b):
         ma, mb = make(name, **a), make(name, **b)
         mb.update(acts(LAYOUT, [RICH]))
-        with pytest.raises(UserError):
+        with pytest.raises(UserError, match="cannot load coverage of a different definition or layout"):
             ma.load_state_dict(mb.state_dict())
-        with pytest.raises(UserError):
+        with pytest.raises(UserError, match="cannot merge coverage of a different definition or layout"):
             ma.merge(mb)
         assert ma.covered_count() == 0
 
@@ -512,33 +512,38 @@ class TestStateAndMerge:
             p = NeuronProfile(layers=layers, low=low, high=high, mean=(low + high) / 2, std=torch.ones(len(low)))
             params = {"nc": {"threshold": 0.5}, "tknc": {"k": 1}, "kmnc": {"k": 4}, "nbc": {}, "snac": {}}[name]
             mb = build_metric(name, layers=layers, profile=p, **params)
-            with pytest.raises(UserError):
+            with pytest.raises(UserError, match="cannot load coverage of a different definition or layout"):
                 ma.load_state_dict(mb.state_dict())
-            with pytest.raises(UserError):
+            with pytest.raises(UserError, match="cannot merge coverage of a different definition or layout"):
                 ma.merge(mb)
 
     def test_refuse_other_profile(self):
         # same layout and k, different profile: KMNC/NBC cells mean something else
         other = NeuronProfile(layers=LAYOUT, low=PROF.low - 1, high=PROF.high, mean=PROF.mean, std=PROF.std)
         for name in ("kmnc", "nbc", "snac"):
-            with pytest.raises(UserError):
+            with pytest.raises(UserError, match="cannot merge coverage of a different definition or layout"):
                 make(name).merge(build_metric(name, profile=other, **({"k": 4} if name == "kmnc" else {})))
 
     def test_refuse_other_metric(self):
-        with pytest.raises(UserError):
+        with pytest.raises(UserError, match="nc: " + "cannot load coverage of a different definition or layout"):
             make("nc").load_state_dict(make("snac").state_dict())
-        with pytest.raises(UserError):
+        with pytest.raises(UserError, match="snac: " + "cannot merge coverage of a different definition or layout"):
             make("snac").merge(make("nc"))
 
     def test_refuse_corrupt_covered_map(self):
         m = make("nc")
         sd = m.state_dict()
         sd["covered"] = torch.zeros(4, dtype=torch.bool)
-        with pytest.raises(UserError):
+        with pytest.raises(UserError, match=r"stored coverage map is bool of shape \(4,\), expected bool of shape \(5,\)"):
             m.load_state_dict(sd)
+        # the wrong dtype is named (the message used to say "shape (5,), expected (5,)")
         sd["covered"] = torch.zeros(5, dtype=torch.uint8)
-        with pytest.raises(UserError):
+        with pytest.raises(UserError, match=r"stored coverage map is uint8 of shape \(5,\), expected bool"):
             m.load_state_dict(sd)
+        for broken in ({k: v for k, v in sd.items() if k != "covered"}, {**sd, "covered": [False] * 5}):
+            with pytest.raises(UserError, match="no coverage map"):
+                m.load_state_dict(broken)
+        assert m.covered_count() == 0
 
     @pytest.mark.parametrize("name", ALL)
     def test_merge_is_union(self, name):
@@ -577,11 +582,11 @@ class TestBuildMetric:
 
     @pytest.mark.parametrize("name", ["kmnc", "nbc", "snac"])
     def test_profile_required(self, name):
-        with pytest.raises(UserError):
+        with pytest.raises(UserError, match=f"{name} needs a neuron profile; create one with `neurofuzz profile`"):
             build_metric(name, layers=LAYOUT)
 
     def test_layers_required(self):
-        with pytest.raises(UserError):
+        with pytest.raises(UserError, match="nc: give the layer layout or a profile"):
             build_metric("nc")
 
     def test_builds_configured_metrics(self):
@@ -595,9 +600,9 @@ class TestBuildMetric:
         assert isinstance(s, SNAC) and torch.equal(s.upper_bound, PROF.high + 2.0 * PROF.std)
 
     def test_empty_layout(self):
-        with pytest.raises(UserError):
+        with pytest.raises(UserError, match=r"nc: need at least one layer with neurons, got \{\}"):
             NC({}, threshold=0.5)
-        with pytest.raises(UserError):
+        with pytest.raises(UserError, match=r"tknc: need at least one layer with neurons, got \{'a': 0\}"):
             TKNC({"a": 0}, k=1)
 
 

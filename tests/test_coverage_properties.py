@@ -19,7 +19,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -29,8 +29,9 @@ NAN = float("nan")
 GRID = [-1.0, -0.5, 0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0]
 METRIC_NAMES = ["nc", "tknc", "kmnc", "nbc", "snac"]
 
-SETTINGS = settings(max_examples=80, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+# The suite's Hypothesis profile (tests/conftest.py) applies; the brute-force reference check,
+# the ground truth of the five definitions, draws more examples than the profile's default.
+REFERENCE = settings(max_examples=80)
 
 
 # ----------------------------------------------------------------------------- strategies
@@ -177,7 +178,6 @@ def cells_set(metric, cells_row):
 
 # ----------------------------------------------------------------------------- properties
 @pytest.mark.parametrize("name", METRIC_NAMES)
-@SETTINGS
 @given(data=st.data())
 def test_value_in_unit_interval_and_monotone(name, data):
     layers, prof, params, mats = data.draw(setups(name, n_matrices=3))
@@ -196,7 +196,6 @@ def test_value_in_unit_interval_and_monotone(name, data):
 
 
 @pytest.mark.parametrize("name", METRIC_NAMES)
-@SETTINGS
 @given(data=st.data())
 def test_order_and_batching_independent(name, data):
     layers, prof, params, (mat,) = data.draw(setups(name, max_rows=8))
@@ -216,7 +215,6 @@ def test_order_and_batching_independent(name, data):
 
 
 @pytest.mark.parametrize("name", METRIC_NAMES)
-@SETTINGS
 @given(data=st.data())
 def test_merge_equals_union(name, data):
     layers, prof, params, (m1, m2) = data.draw(setups(name, n_matrices=2))
@@ -238,7 +236,6 @@ def test_merge_equals_union(name, data):
 
 
 @pytest.mark.parametrize("name", METRIC_NAMES)
-@SETTINGS
 @given(data=st.data())
 def test_novelty_sum_equals_commit_increase(name, data):
     layers, prof, params, (hist, mat) = data.draw(setups(name, n_matrices=2))
@@ -256,7 +253,7 @@ def test_novelty_sum_equals_commit_increase(name, data):
 
 
 @pytest.mark.parametrize("name", METRIC_NAMES)
-@SETTINGS
+@REFERENCE
 @given(data=st.data())
 def test_matches_brute_force_reference(name, data):
     nc_scaled = data.draw(st.booleans()) if name == "nc" else False
@@ -285,7 +282,6 @@ def test_matches_brute_force_reference(name, data):
     assert m.value() == pytest.approx(len(ref_cov) / m.n_cells)
 
 
-@SETTINGS
 @given(data=st.data())
 def test_kmnc_sparse_and_dense_forms_agree(data):
     layers, prof, params, (mat,) = data.draw(setups("kmnc", max_rows=8))
@@ -306,7 +302,6 @@ def test_kmnc_sparse_and_dense_forms_agree(data):
 
 
 @pytest.mark.parametrize("name", METRIC_NAMES)
-@SETTINGS
 @given(data=st.data())
 def test_state_dict_round_trip(name, data):
     layers, prof, params, (mat,) = data.draw(setups(name))
@@ -319,7 +314,6 @@ def test_state_dict_round_trip(name, data):
 
 
 @pytest.mark.parametrize("name", ["kmnc", "nbc", "snac"])
-@SETTINGS
 @given(data=st.data())
 def test_boundary_values_hit_documented_cells(name, data):
     # Every input sits exactly on the profile bounds: KMNC covers section 0 / k-1 of each

@@ -6,7 +6,7 @@ import torch
 
 from neurofuzz.corpus import CampaignStore
 from neurofuzz.fuzzer.config import Budget, Constraint, FuzzConfig
-from neurofuzz.fuzzer.loop import Fuzzer
+from neurofuzz.fuzzer.campaign import Campaign as Fuzzer
 from neurofuzz.fuzzer.zoo import load_digits32
 from neurofuzz.mutators import create
 
@@ -90,7 +90,7 @@ def test_resume_continues_counters_and_ids(tmp_path, digits_target):
     fz.run()
     fz.close()
     rows_before, _ = _snapshot(tmp_path / "r")
-    fz = Fuzzer.resume(tmp_path / "r", digits_target, budget=Budget(iterations=6))
+    fz = Fuzzer.resume(tmp_path / "r", digits_target, budget=Budget(iterations=3))  # 3 more
     summary = fz.run()
     fz.close()
     assert summary["iterations"] == 6
@@ -108,7 +108,7 @@ def test_resume_matches_uninterrupted_run(tmp_path, digits_target):
     fz = _make(tmp_path, "split", digits_target, _cfg(budget=Budget(iterations=2)))
     fz.run()
     fz.close()
-    fz = Fuzzer.resume(tmp_path / "split", digits_target, budget=Budget(iterations=6))
+    fz = Fuzzer.resume(tmp_path / "split", digits_target, budget=Budget(iterations=4))  # 4 more: 6 in all
     fz.run()
     fz.close()
     assert _snapshot(tmp_path / "whole")[0] == _snapshot(tmp_path / "split")[0]

@@ -4,6 +4,7 @@ seed sets (.npz, .npy + labels, image folders), with a UserError for every bad f
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import textwrap
 
@@ -13,7 +14,8 @@ import pytest
 import torch
 from torch import nn
 
-from neurofuzz.fuzzer.errors import UserError
+from neurofuzz.fuzzer import io as nf_io
+from neurofuzz.ground.errors import UserError
 from neurofuzz.fuzzer.io import load_model, load_seeds, load_state_dict, seeds_to_tensor
 from neurofuzz.fuzzer.zoo import LeNet5
 
@@ -376,7 +378,7 @@ def test_image_folder_without_class_subfolders(tmp_path):
 def test_image_folder_non_integer_class(tmp_path):
     write_png(tmp_path / "0" / "a.png", np.zeros((4, 4), dtype=np.uint8))
     write_png(tmp_path / "cat" / "a.png", np.zeros((4, 4), dtype=np.uint8))
-    with pytest.raises(UserError, match="cat.*not an integer label"):
+    with pytest.raises(UserError, match="'cat'.*not a class number.*plain decimal digits"):
         load_seeds(tmp_path)
 
 
@@ -439,3 +441,223 @@ def test_seeds_to_tensor_rejects_other_dtypes(dtype):
     x = np.ones((1, 1, 2, 2), dtype=dtype)
     with pytest.raises(UserError, match=f"dtype {np.dtype(dtype)}.*float32.*uint8"):
         seeds_to_tensor(x, (0.0, 1.0))
+
+
+# ---------------------------------------------------------------------------- model specs: files, working directory
+FACTORY_FILE = """
+from torch import nn
+from helper_sibling import WIDTH  # a sibling module of the model file
+
+def make_net():
+    return nn.Linear(WIDTH, 2)
+"""
+
+
+def _clean_modules(*names):
+    for n in list(sys.modules):
+        if n in names or n.split(".")[0] in names or n.startswith("_neurofuzz_model_"):
+            sys.modules.pop(n, None)
+
+
+@pytest.mark.parametrize("form", ["./mynet.py", "mynet.py", "absolute", "sub/dir"])
+def test_model_from_a_file_path(tmp_path, monkeypatch, form):
+    folder = tmp_path / "sub" / "dir" if form == "sub/dir" else tmp_path
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "mynet.py").write_text(FACTORY_FILE)
+    (folder / "helper_sibling.py").write_text("WIDTH = 5\n")
+    monkeypatch.chdir(tmp_path)
+    spec = {"./mynet.py": "./mynet.py", "mynet.py": "mynet.py", "absolute": str(folder / "mynet.py"),
+            "sub/dir": "sub/dir/mynet.py"}[form]
+    path_before = list(sys.path)
+    try:
+        model = load_model(f"{spec}:make_net")
+        assert isinstance(model, nn.Linear) and model.in_features == 5
+        assert sys.path == path_before  # the import path is restored
+    finally:
+        _clean_modules("helper_sibling")
+
+
+def test_model_from_a_package_in_the_working_directory(tmp_path, monkeypatch):
+    """``mypkg.models:make_net`` works from the folder holding mypkg, without PYTHONPATH=."""
+    (tmp_path / "mypkg_nf").mkdir()
+    (tmp_path / "mypkg_nf" / "__init__.py").write_text("")
+    (tmp_path / "mypkg_nf" / "models.py").write_text("from torch import nn\ndef make_net():\n    return nn.Linear(3, 2)\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".", str(tmp_path))])
+    path_before = list(sys.path)
+    try:
+        assert isinstance(load_model("mypkg_nf.models:make_net"), nn.Linear)
+        assert sys.path == path_before
+    finally:
+        _clean_modules("mypkg_nf")
+
+
+@pytest.mark.parametrize("spec, match", [
+    ("./absent.py:make", r"model file absent.py not found.*file.py:factory"),
+    ("./notes.txt:make", r"notes.txt is not a Python file"),
+    ("./syntax.py:make", r"cannot import model file syntax.py: SyntaxError"),
+    ("./mynet.py:missing", r"has no callable 'missing'"),
+    ("./mynet.py:", r"module.path:factory"),
+    (":make", r"module.path:factory"),
+    ("", r"model spec is empty"),
+])
+def test_bad_file_model_specs(tmp_path, monkeypatch, spec, match):
+    (tmp_path / "notes.txt").write_text("hello")
+    (tmp_path / "syntax.py").write_text("def make(:\n")
+    (tmp_path / "mynet.py").write_text("from torch import nn\ndef make():\n    return nn.Linear(2, 2)\n")
+    monkeypatch.chdir(tmp_path)
+    try:
+        with pytest.raises(UserError, match=match) as e:
+            load_model(spec)
+        assert "\n" not in str(e.value)
+    finally:
+        _clean_modules()
+
+
+# ---------------------------------------------------------------------------- image folders: names, links, sizes
+def _digit_png(path, size=(6, 5)):
+    write_png(path, np.full(size, 7, dtype=np.uint8))
+
+
+@pytest.mark.parametrize("name", ["-1", "+3", " 3", "3 ", "seven", "\u0663", "1e3", "0x1", "3.0"])
+def test_class_folder_names_must_be_plain_digits(tmp_path, name):
+    _digit_png(tmp_path / "0" / "a.png")
+    _digit_png(tmp_path / name / "a.png")
+    with pytest.raises(UserError, match=f"class folder {re.escape(repr(name))}.*not a class number"):
+        load_seeds(tmp_path)
+
+
+def test_class_folder_names_meaning_the_same_class(tmp_path):
+    _digit_png(tmp_path / "7" / "a.png")
+    _digit_png(tmp_path / "07" / "a.png")
+    with pytest.raises(UserError, match="class folders '07' and '7' in .* both mean class 7; merge them"):
+        load_seeds(tmp_path)
+
+
+def test_hidden_entries_are_skipped(tmp_path):
+    _digit_png(tmp_path / "2" / "a.png")
+    _digit_png(tmp_path / ".ipynb_checkpoints" / "a.png")
+    _digit_png(tmp_path / "2" / ".a-checkpoint.png")
+    x, y = load_seeds(tmp_path)
+    assert y.tolist() == [2] and x.shape == (1, 1, 6, 5)
+
+
+def test_symlink_to_a_file_outside_is_refused(tmp_path):
+    root = tmp_path / "seeds"
+    _digit_png(root / "0" / "a.png")
+    _digit_png(tmp_path / "elsewhere" / "b.png")
+    (root / "0" / "b.png").symlink_to(tmp_path / "elsewhere" / "b.png")
+    with pytest.raises(UserError, match=r"b.png is a symlink to .*elsewhere.*outside the seed folder"):
+        load_seeds(root)
+
+
+def test_symlink_to_a_folder_outside_is_refused(tmp_path):
+    root = tmp_path / "seeds"
+    _digit_png(root / "0" / "a.png")
+    _digit_png(tmp_path / "elsewhere" / "b.png")
+    (root / "1").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    with pytest.raises(UserError, match=r"1 is a symlink to .*elsewhere.*outside the seed folder"):
+        load_seeds(root)
+
+
+def test_symlink_inside_the_folder_is_fine(tmp_path):
+    _digit_png(tmp_path / "0" / "a.png")
+    (tmp_path / "1").mkdir()
+    (tmp_path / "1" / "link.png").symlink_to(tmp_path / "0" / "a.png")
+    x, y = load_seeds(tmp_path)
+    assert y.tolist() == [0, 1] and np.array_equal(x[0], x[1])
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    body = b"IHDR" + ihdr
+    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + body + struct.pack(">I", zlib.crc32(body))
+
+
+def test_huge_image_is_refused_before_decoding(tmp_path, monkeypatch):
+    (tmp_path / "0").mkdir()
+    (tmp_path / "0" / "big.png").write_bytes(_png_header_only(10000, 10000))
+    monkeypatch.setattr(cv2, "imread", lambda *a, **k: pytest.fail("decoded before the size check"))
+    with pytest.raises(UserError, match=r"big.png is 10000x10000 = 100000000 pixels, more than the 16777216"):
+        load_seeds(tmp_path)
+
+
+def test_sizes_are_compared_before_decoding(tmp_path, monkeypatch):
+    _digit_png(tmp_path / "0" / "a.png", (4, 4))
+    _digit_png(tmp_path / "0" / "b.png", (4, 5))
+    monkeypatch.setattr(cv2, "imread", lambda *a, **k: pytest.fail("decoded before the size check"))
+    with pytest.raises(UserError, match=r"differ in size \(a.png is 4x4, b.png is 5x4\)"):
+        load_seeds(tmp_path)
+
+
+def test_total_size_cap(tmp_path, monkeypatch):
+    for i in range(3):
+        _digit_png(tmp_path / "0" / f"{i}.png", (10, 10))
+    monkeypatch.setattr(nf_io, "MAX_SEED_BYTES", 250)
+    with pytest.raises(UserError, match="would decode to more than 250 bytes"):
+        load_seeds(tmp_path)
+
+
+@pytest.mark.parametrize("fmt", ["npy", "npz"])
+def test_array_size_cap_is_checked_before_reading(tmp_path, monkeypatch, fmt):
+    x = images(n=4)  # 4*1*6*7 = 168 bytes
+    if fmt == "npy":
+        np.save(tmp_path / "s.npy", x)
+    else:
+        np.savez(tmp_path / "s.npz", x=x)
+    monkeypatch.setattr(nf_io, "MAX_SEED_BYTES", 100)
+    with pytest.raises(UserError, match=r"holds 168 bytes, more than the 100"):
+        load_seeds(tmp_path / f"s.{fmt}")
+
+
+@pytest.mark.parametrize("suffix, shape", [
+    (".png", (7, 9)), (".png", (7, 9, 3)), (".png", (7, 9, 4)), (".jpg", (7, 9)), (".jpg", (7, 9, 3)),
+    (".bmp", (7, 9)), (".bmp", (7, 9, 3)), (".pgm", (7, 9)), (".ppm", (7, 9, 3)), (".tif", (7, 9)),
+    (".tiff", (7, 9, 3)),
+])
+def test_image_header_sizes(tmp_path, suffix, shape):
+    img = np.random.default_rng(0).integers(0, 256, size=shape, dtype=np.uint8)
+    write_png(tmp_path / f"a{suffix}", img)
+    w, h, channels = nf_io._image_size(tmp_path / f"a{suffix}")
+    assert (w, h) == (9, 7)
+    assert channels >= (shape[2] if len(shape) == 3 else 1)
+
+
+def test_image_that_is_not_an_image_format(tmp_path):
+    (tmp_path / "0").mkdir()
+    (tmp_path / "0" / "a.png").write_bytes(b"GIF89a" + b"\x00" * 40)
+    with pytest.raises(UserError, match=r"cannot read image .*a.png: not a readable PNG, JPEG"):
+        load_seeds(tmp_path)
+
+
+def test_labels_file_with_an_image_folder_is_refused(tmp_path):
+    _digit_png(tmp_path / "seeds" / "0" / "a.png")
+    np.save(tmp_path / "y.npy", np.zeros(1, dtype=np.int64))
+    with pytest.raises(UserError, match="class folder names"):
+        load_seeds(tmp_path / "seeds", tmp_path / "y.npy")
+
+
+def test_libpng_warnings_become_python_warnings(tmp_path, capfd):
+    """libpng writes "libpng warning: tEXt: CRC error" straight to fd 2; it is turned into a Python
+    warning, which the CLI can hold back when an error follows."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", 4, 4, 8, 0, 0, 0, 0)
+    text = b"Comment\x00hello"
+    bad_crc = struct.pack(">I", len(text)) + b"tEXt" + text + b"\x00\x00\x00\x00"
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + bad_crc
+           + chunk(b"IDAT", zlib.compress(b"".join(b"\x00" + bytes(4) for _ in range(4)))) + chunk(b"IEND", b""))
+    (tmp_path / "0").mkdir()
+    (tmp_path / "0" / "a.png").write_bytes(png)
+    capfd.readouterr()
+    with pytest.warns(UserWarning, match="while reading the seed images: libpng warning: tEXt: CRC error"):
+        x, _ = load_seeds(tmp_path)
+    assert x.shape == (1, 1, 4, 4)
+    assert "libpng" not in capfd.readouterr().err

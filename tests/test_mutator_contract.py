@@ -16,7 +16,7 @@ import re
 import pytest
 import torch
 
-from neurofuzz.fuzzer.errors import UserError
+from neurofuzz.ground.errors import UserError
 from neurofuzz.mutators import Choice, MutationResult, Range, available, create, describe, get
 
 NATURAL_SHAPES = [(1, 8, 8), (3, 8, 8), (1, 32, 32), (3, 17, 29), (1, 31, 12), (3, 224, 224)]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from neurofuzz.fuzzer.config import FuzzConfig
-from neurofuzz.fuzzer.errors import UserError
+from neurofuzz.ground.errors import UserError
 from neurofuzz.fuzzer.oracles import ORACLES, Oracle, OracleContext, build_oracle, register_oracle
 
 NAN, INF = float("nan"), float("inf")

@@ -10,8 +10,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from neurofuzz.coverage import ActivationRecorder, CoverageSuite, NeuronProfile
 from neurofuzz.fuzzer import Target
-from neurofuzz.fuzzer.errors import UserError
-from neurofuzz.fuzzer.target import model_hash
+from neurofuzz.ground.errors import UserError
+from neurofuzz.ground.target import model_hash
 
 N = 50
 
@@ -153,15 +153,28 @@ def test_accepts_tensor_numpy_dataloader_and_iterables():
         profile_equal(prof, ref, tol=1e-5)
 
 
-def test_float64_numpy_array_is_profiled_or_refused_clearly():
-    # numpy's default dtype is float64: it must give the float32 profile or a UserError, never a
+def test_float64_and_float16_data_are_converted_to_float32():
+    # documented (NeuronProfile.from_data): other float dtypes -- numpy's default float64 above
+    # all -- are converted to float32 first and give exactly the float32 data's profile; never a
     # bare dtype RuntimeError from inside the model
     model, x = small(), data()
-    try:
-        prof = NeuronProfile.from_data(model, x.double().numpy())
-    except UserError:
-        return
-    profile_equal(prof, NeuronProfile.from_data(model, x), tol=1e-5)
+    ref = NeuronProfile.from_data(model, x, batch_size=10)
+    x64 = x.double()  # float32 -> float64 -> float32 is exact
+    forms = {
+        "numpy float64": x64.numpy(),
+        "tensor float64": x64,
+        "numpy float64 batches": [x64[i : i + 10].numpy() for i in range(0, N, 10)],
+        "loader of float64": loader(x64, 10),
+    }
+    for name, d in forms.items():
+        prof = NeuronProfile.from_data(model, d, batch_size=10)
+        assert prof.count == N and prof.low.dtype == torch.float32, name
+        profile_equal(prof, ref, tol=0.0)
+    half = x.half()
+    profile_equal(NeuronProfile.from_data(model, half, batch_size=10),
+                  NeuronProfile.from_data(model, half.float(), batch_size=10), tol=0.0)
+    with pytest.raises(UserError, match=r"profiling data must be float batches \[B, C, H, W\]"):
+        NeuronProfile.from_data(model, (x * 100).int().numpy())
 
 
 @pytest.mark.parametrize(
@@ -185,15 +198,15 @@ def test_empty_data(empty):
 
 @pytest.mark.parametrize("bad", [torch.zeros(4, 1, 8, 8, dtype=torch.uint8), torch.zeros(4), ["not a tensor"]])
 def test_bad_data(bad):
-    with pytest.raises(UserError):
+    with pytest.raises(UserError, match=r"profiling data must be float batches \[B, C, H, W\]"):
         NeuronProfile.from_data(small(), bad)
 
 
 def test_constructor_validates():
     z = torch.zeros(3)
-    with pytest.raises(UserError):
+    with pytest.raises(UserError, match="low > high"):
         NeuronProfile(layers={"a": 3}, low=torch.ones(3), high=z, mean=z, std=z)
-    with pytest.raises(UserError):
+    with pytest.raises(UserError, match=r"profile field low has shape \(3,\), expected \(4,\)"):
         NeuronProfile(layers={"a": 4}, low=z, high=z, mean=z, std=z)
 
 
@@ -228,7 +241,7 @@ def _state() -> dict:
 def test_load_missing_file(tmp_path):
     with pytest.raises(UserError, match="not found"):
         NeuronProfile.load(tmp_path / "nope.pt")
-    with pytest.raises(UserError):
+    with pytest.raises(UserError, match="is a directory; give the profile file"):
         NeuronProfile.load(tmp_path)  # a directory
 
 
@@ -247,26 +260,26 @@ def test_load_corrupt_file(tmp_path, how):
     raw = path.read_bytes()
     path.write_bytes({"garbage": bytes(range(256)) * 4, "empty": b"", "truncated": raw[: len(raw) // 2],
                       "text": b"low,high\n0,1\n"}[how])
-    with pytest.raises(UserError):
+    with pytest.raises(UserError, match="cannot read profile .*is it a neurofuzz profile"):
         NeuronProfile.load(path)
 
 
 @pytest.mark.parametrize(
-    "damage",
+    "damage, match",
     [
-        lambda d: d.pop("std"),
-        lambda d: d.pop("layer_names"),
-        lambda d: d.update(layer_sizes=d["layer_sizes"][:-1]),
-        lambda d: d.update(low=d["low"][:-1]),
-        lambda d: d.update(low=d["high"] + 1),  # low > high
+        (lambda d: d.pop("std"), "field std is not a tensor"),
+        (lambda d: d.pop("layer_names"), "missing field 'layer_names'"),
+        (lambda d: d.update(layer_sizes=d["layer_sizes"][:-1]), "profile is incomplete or corrupted"),
+        (lambda d: d.update(low=d["low"][:-1]), r"profile field low has shape \(8,\), expected \(9,\)"),
+        (lambda d: d.update(low=d["high"] + 1), "low > high"),  # low > high
     ],
     ids=["no-std", "no-layer-names", "short-sizes", "short-low", "low-above-high"],
 )
-def test_load_incomplete_profile(tmp_path, damage):
+def test_load_incomplete_profile(tmp_path, damage, match):
     d = _state()
     damage(d)
     torch.save(d, tmp_path / "p.pt")
-    with pytest.raises(UserError):
+    with pytest.raises(UserError, match=match):
         NeuronProfile.load(tmp_path / "p.pt")
 
 
@@ -275,7 +288,7 @@ def test_load_profile_with_non_tensor_field(tmp_path, field):
     d = _state()
     d[field] = "corrupted"
     torch.save(d, tmp_path / "p.pt")
-    with pytest.raises(UserError):
+    with pytest.raises(UserError, match=f"field {field} is not a tensor"):
         NeuronProfile.load(tmp_path / "p.pt")
 
 
@@ -299,7 +312,7 @@ def test_check_compatible_refuses_other_model():
     tweaked = small(seed=0)
     with torch.no_grad():
         tweaked.out.bias[0] += 1e-3  # one parameter differs
-    with pytest.raises(UserError):
+    with pytest.raises(UserError, match="different model"):
         prof.check_compatible(model=tweaked)
 
 
@@ -315,7 +328,7 @@ def test_check_compatible_refuses_other_model():
 def test_check_compatible_refuses_other_layers(layers):
     prof = NeuronProfile.from_data(small(), data())
     assert prof.layers == {"conv": 3, "fc": 4, "out": 2}
-    with pytest.raises(UserError):
+    with pytest.raises(UserError, match="profile does not match the recorded layers"):
         prof.check_compatible(layers=layers)
 
 

@@ -9,7 +9,7 @@ from torch import nn
 
 from neurofuzz.coverage import ActivationRecorder
 from neurofuzz.fuzzer import Target
-from neurofuzz.fuzzer.errors import UserError
+from neurofuzz.ground.errors import UserError
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -85,7 +85,7 @@ def test_hooks_removed_after_exception(nested):
     assert rec.n_hooks == 0
     assert all(len(m._forward_hooks) == 0 for m in nested.modules())
     # a forward pass that itself fails inside the block (wrong input shape)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="channels"):
         with rec:
             nested(rand(2, 3, 8, 8))
     assert all(len(m._forward_hooks) == 0 for m in nested.modules())
@@ -176,7 +176,7 @@ def test_conv1d_mean_reduction():
 
 
 def test_invalid_reduction(nested):
-    with pytest.raises(UserError):
+    with pytest.raises(UserError, match=r"reduction must be one of \('mean', 'element'\), got 'max'"):
         ActivationRecorder(nested, reduction="max")
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from neurofuzz.fuzzer.errors import UserError
+from neurofuzz.ground.errors import UserError
 from neurofuzz.fuzzer.schedulers import SCHEDULERS, build_scheduler
 
 NAMES = sorted(SCHEDULERS)

@@ -1,31 +1,39 @@
-"""Shared template of the gradient attacks (standalone and as mutators).
+"""Shared template of the attacks: one parameter declaration serves the standalone attack and
+its mutator.
 
-Every attack in this package is written once, as a pure ``perturb(run, x, p, **options)``
+Every attack is written once, as a class that declares its parameters (:class:`Param`: default,
+limits, the mutator's default range, doc) and a pure ``perturb(run, x, p, **options)``
 classmethod that receives per-input parameters ``p`` (tensors ``[B]``: ``eps``, ``alpha``,
-``steps``, ``seed``...) and an :class:`AttackRun` that knows the model, the labels and the
-bounds. The cross-cutting work lives here, once:
+``steps``, ``seed``...) and an :class:`~neurofuzz.mutators.attacks.run.AttackRun` that knows the
+model, the labels and the bounds. From the declaration come, with the same parameter names:
 
-* :func:`run_attack` (the final template): validate the batch and the labels, put the model in
-  eval mode (restoring every module's previous mode afterwards), enable autograd even under
-  ``torch.no_grad()`` / ``inference_mode``, run ``perturb``, clip into bounds, detach.
-* :meth:`AttackRun.grad`: the gradient of the loss with respect to the *input only*, through
-  :func:`torch.autograd.grad`, so parameter ``.grad`` fields are never written.
-* :func:`project_linf` / :func:`project_l2`: projection onto the eps-ball and clipping to the
-  bounds, in one place.
+* the standalone constructor ``PGD(model, eps=0.3, alpha=0.01, steps=40)`` (keyword-only,
+  validated against the limits; a real ``inspect.signature``) and its documentation;
+* the registered mutator ``create("pgd", eps=(0.1, 0.3))`` (:func:`as_mutator`, the adapter
+  :class:`AttackMutator`): its schema (a :class:`~neurofuzz.mutators.base.Range` per number,
+  drawn per input, a :class:`~neurofuzz.mutators.base.Choice` per fixed option), its sampling,
+  its ``apply`` and its documentation.
 
-Loss and reduction. The loss is cross-entropy on the logits with ``reduction="sum"``: each
-input's gradient is then independent of the batch size (no ``1/B`` factor that could underflow),
-and because every step here uses only the *direction* of the gradient (its sign, its L2- or
-L1-normalised value) the steps equal those of mean-reduction implementations (torchattacks, ART)
--- bit for bit whenever ``1/B`` is exact (power-of-two batches). ``torch.sign`` is 0 at 0, so a
-pixel with a zero gradient is not moved. Untargeted attacks ascend the loss of the true label;
-targeted attacks descend the loss of the target label (they ascend ``-CE``).
+Both run the attack through the final template of :mod:`~neurofuzz.mutators.attacks.run`
+(validation, eval mode, autograd, clipping; the loss and its reduction are described there),
+whose names this module re-exports. The iteration of the PGD family is in
+:mod:`~neurofuzz.mutators.attacks.iterative`.
+
+Units. Standalone, every value is in raw input units. As a mutator, the parameters declared
+``scaled`` (``eps``, ``alpha``...) are fractions of the bounds' range, like the other mutators'
+magnitudes (the same numbers for the default bounds ``(0, 1)``); the standalone limits of a
+scaled parameter are its limits times the range.
 
 Targets. Standalone, ``attack(x, y, target_labels=t)`` attacks towards ``t``; an attack built
 with ``targeted=True`` and called without ``target_labels`` aims at the next class,
 ``(y + 1) mod n_classes``. As mutators, ``targeted="next"`` does the same and
 ``targeted="random"`` draws, per input, an offset recorded as the parameter ``shift``; the
 target is ``(y + 1 + shift mod (n_classes - 1)) mod n_classes``, never the true label.
+
+Outcomes. ``perturb`` may return ``(x_adv, outcomes)``: per-input results such as the model
+queries of a black-box attack. They come back explicitly: :meth:`Attack.run` returns them in an
+:class:`~neurofuzz.mutators.attacks.run.AttackResult` (and ``attack.last_outcomes`` keeps them),
+and the mutator records them with the drawn parameters (recomputed on replay).
 
 Replay. As mutators, the attacks record every random choice (per-input seeds, offsets), so
 replaying a batch with its recorded parameters reproduces it bit for bit. Replaying *one* input
@@ -42,332 +50,313 @@ Dong et al., CVPR 2018 (MI-FGSM); Xie et al., CVPR 2019 (DI-FGSM, M-DI2-FGSM).
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any, ClassVar
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from neurofuzz.fuzzer.errors import UserError
-from neurofuzz.fuzzer.target import extract_logits
-from neurofuzz.mutators.base import Choice, Mutator, Params
+from neurofuzz.ground.errors import UserError
+from neurofuzz.mutators.attacks.run import (
+    TARGET_MODES, AttackResult, AttackRun, attack_batch, eval_mode, l2_norms, model_bounds, project_l2, project_linf,
+    random_fields, run_attack, target_labels_from, view4,
+)
+from neurofuzz.mutators.base import Choice, Mutator, Params, Range
+from neurofuzz.mutators.registry import register
 
-TARGET_MODES = ("no", "next", "random")
+__all__ = [
+    "ALPHA", "EPS", "STEPS", "TARGET_MODES", "Attack", "AttackMutator", "AttackResult", "AttackRun", "Param",
+    "as_mutator", "attack_batch", "eval_mode", "l2_norms", "project_l2", "project_linf", "random_fields",
+    "run_attack", "target_labels_from", "view4",
+]
 
 
-def target_labels_from(y: torch.Tensor, n_classes: int, shift: torch.Tensor | None = None) -> torch.Tensor:
-    """Target labels that differ from ``y``: ``(y + 1 + shift mod (n - 1)) mod n`` (``shift=None``
-    means 0, i.e. the next class)."""
-    if n_classes < 2:
-        raise UserError(f"a targeted attack needs at least 2 classes, the model has {n_classes}")
-    k = 1 if shift is None else 1 + shift.to(y.device) % (n_classes - 1)
-    return (y + k) % n_classes
+@dataclass(frozen=True)
+class Param:
+    """One attack parameter, declared once for the standalone attack and its mutator.
 
-
-class AttackRun:
-    """What ``perturb`` needs: the model, the labels to attack and the bounds.
-
-    ``labels`` are resolved lazily at the first forward pass (the number of classes is the width
-    of the logits), so no extra forward pass is spent on it.
+    Attributes:
+        default: the standalone default; ``None`` with ``derive``: computed from the others.
+        limits: inclusive ``(lo, hi)`` of valid values, for both uses (see ``scaled``).
+        draw: the mutator's default ``(lo, hi)`` range, drawn per input; default
+            ``(default, default)``.
+        doc: one line, shown in both documentations.
+        integer: whole numbers (int64 per input).
+        scaled: as a mutator, a fraction of the bounds' range; standalone, raw units within
+            ``limits`` times the range.
+        per_batch: as a mutator, drawn once per batch instead of once per input.
+        choices: a fixed option (a ``Choice`` of the mutator, passed to ``perturb`` as a keyword)
+            instead of a number.
+        derive, rule: the standalone default when ``default`` is ``None``: ``derive(values)`` of
+            the other values, described by ``rule``.
     """
 
-    def __init__(
-        self,
-        model: nn.Module,
-        y: torch.Tensor,
-        *,
-        bounds: tuple[float, float],
-        targeted: bool,
-        target_labels: torch.Tensor | None = None,
-        shift: torch.Tensor | None = None,
-    ) -> None:
-        self.model = model
-        self.y = y
-        self.bounds = bounds
-        self.targeted = targeted
-        self._target_labels = target_labels
-        self._shift = shift
-        self.labels: torch.Tensor | None = None
-        param = next((q for q in model.parameters() if q.is_floating_point()), None)
-        self.model_dtype = param.dtype if param is not None else None
+    default: Any
+    limits: tuple[float, float] = (0.0, 1.0)
+    draw: tuple[float, float] | None = None
+    doc: str = ""
+    integer: bool = False
+    scaled: bool = False
+    per_batch: bool = False
+    choices: tuple[Any, ...] | None = None
+    derive: Callable[[dict[str, Any]], Any] | None = None
+    rule: str = ""
 
-    def _resolve(self, n_classes: int) -> torch.Tensor:
-        given = self._target_labels if self._target_labels is not None else self.y
-        if int(given.min()) < 0 or int(given.max()) >= n_classes:
-            what = "target_labels" if self._target_labels is not None else "labels y"
-            raise UserError(f"{what} must lie in [0, {n_classes - 1}] (the model has {n_classes} classes)")
-        if self.targeted and self._target_labels is None:
-            return target_labels_from(self.y, n_classes, self._shift)
-        return given
+    def but(self, **changes: Any) -> Param:
+        """A copy with some fields changed (e.g. another default)."""
+        return dataclasses.replace(self, **changes)
 
-    def grad(self, x_adv: torch.Tensor, transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
-        """Gradient, with respect to ``x_adv`` only, of the objective the attack *ascends*:
-        ``CE(logits, y)`` (untargeted) or ``-CE(logits, target)`` (targeted), summed over the
-        batch. ``transform`` (differentiable) is applied to the input before the model."""
-        x_adv = x_adv.detach().requires_grad_(True)
-        x_in = x_adv if transform is None else transform(x_adv)
-        if self.model_dtype is not None and x_in.dtype != self.model_dtype:
-            x_in = x_in.to(self.model_dtype)  # differentiable cast; the gradient comes back in x's dtype
-        logits = extract_logits(self.model(x_in))
-        if logits.dim() != 2 or logits.shape[0] != x_adv.shape[0]:
-            raise UserError(f"the model must return logits [B, n_classes]; got shape {tuple(logits.shape)}")
-        if self.labels is None:
-            self.labels = self._resolve(logits.shape[1])
-        loss = F.cross_entropy(logits, self.labels, reduction="sum")
-        (g,) = torch.autograd.grad(loss, x_adv)
-        return g.neg_() if self.targeted else g
+    def spec(self) -> Range | Choice:
+        """The mutator's schema entry."""
+        if self.choices is not None:
+            return Choice(self.choices, self.default, doc=self.doc)
+        return Range(*self.limits, self.draw or (self.default, self.default), integer=self.integer, doc=self.doc)
 
+    def annotation(self) -> Any:
+        kind = type(self.default) if self.choices is not None else int if self.integer else float
+        return Optional[kind] if self.default is None else kind
 
-def view4(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """A per-input tensor ``[B]`` as ``[B, 1, 1, 1]`` on ``like``'s device and dtype."""
-    return t.to(device=like.device, dtype=like.dtype).view(-1, *([1] * (like.dim() - 1)))
+    def check(self, attack: str, key: str, value: Any, scale: float) -> Any:
+        """A standalone value, validated (``scale``: the bounds' range, for scaled limits)."""
+        if self.choices is not None:
+            return self.spec().validate(attack, key, value)
+        lo, hi = (v * scale for v in self.limits) if self.scaled else self.limits
+        try:
+            number = float(value) if not isinstance(value, (bool, str)) else float("nan")
+        except (TypeError, ValueError):
+            number = float("nan")
+        if not lo <= number <= hi or (self.integer and not number.is_integer()):
+            what = "a whole number" if self.integer else "a number"
+            raise UserError(f"{attack}: {key} must be {what} in [{lo:g}, {hi:g}], got {value!r}")
+        return int(number) if self.integer else number
+
+    def describe(self, key: str) -> str:
+        """One line of documentation (the same for the attack and its mutator)."""
+        default = self.rule if self.default is None else repr(self.default)
+        if self.choices is not None:
+            return f"{key}: {self.doc}; one of {list(self.choices)}, default {default}."
+        draw = tuple(self.draw or (self.default, self.default))
+        limits = f"[{self.limits[0]:g}, {self.limits[1]:g}]" + (" x the bounds' range" if self.scaled else "")
+        per = " per batch" if self.per_batch else ""
+        return f"{key}: {self.doc}; default {default}, as a mutator {draw}{per}; within {limits}."
 
 
-def project_linf(x_adv: torch.Tensor, x: torch.Tensor, eps: torch.Tensor, bounds: tuple[float, float]) -> torch.Tensor:
-    """``clip(x + clip(x_adv - x, -eps, eps), lower, upper)`` (``eps`` is ``[B, 1, 1, 1]``)."""
-    delta = torch.clamp(x_adv - x, min=-eps, max=eps)
-    return (x + delta).clamp_(bounds[0], bounds[1])
-
-
-def l2_norms(t: torch.Tensor) -> torch.Tensor:
-    """Per-input L2 norms as ``[B, 1, 1, 1]``."""
-    return torch.linalg.vector_norm(t.flatten(1), ord=2, dim=1).view(-1, *([1] * (t.dim() - 1)))
-
-
-def project_l2(x_adv: torch.Tensor, x: torch.Tensor, eps: torch.Tensor, bounds: tuple[float, float]) -> torch.Tensor:
-    """Scale ``x_adv - x`` back into the L2 ball of radius ``eps``, then clip to the bounds.
-    Clipping only moves coordinates towards ``x`` (which is inside the bounds), so the result
-    stays inside the ball."""
-    delta = x_adv - x
-    factor = torch.clamp(eps / l2_norms(delta).clamp_min(1e-12), max=1.0)
-    return (x + delta * factor).clamp_(bounds[0], bounds[1])
-
-
-def random_fields(seeds: torch.Tensor, shape: torch.Size, kind: str, like: torch.Tensor) -> torch.Tensor:
-    """One random field per input from its recorded seed (``kind``: ``uniform`` in [-1, 1],
-    ``normal``, or ``sign`` of a normal draw), so that one input can be replayed alone."""
-    fields = []
-    for s in seeds.tolist():
-        g = torch.Generator().manual_seed(int(s))
-        if kind == "uniform":
-            fields.append(torch.empty(shape).uniform_(-1.0, 1.0, generator=g))
-        else:
-            fields.append(torch.randn(shape, generator=g))
-    out = torch.stack(fields).to(device=like.device, dtype=like.dtype)
-    return out.sign_() if kind == "sign" else out
-
-
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[None]:
-    """Run with every submodule in eval mode; restore each module's previous mode afterwards."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, training in modes:
-            m.training = training
-
-
-def _model_bounds(model: nn.Module, bounds: tuple[float, float] | None) -> tuple[float, float]:
-    if bounds is None:
-        bounds = getattr(model, "bounds", (0.0, 1.0))
-    lo, hi = float(bounds[0]), float(bounds[1])
-    if not lo < hi:
-        raise UserError(f"bounds must satisfy lower < upper, got {bounds!r}")
-    return lo, hi
-
-
-def run_attack(
-    perturb: Callable[..., torch.Tensor],
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    params: Params,
-    *,
-    name: str,
-    bounds: tuple[float, float],
-    targeted: bool = False,
-    target_labels: torch.Tensor | None = None,
-    options: dict[str, Any] | None = None,
-) -> torch.Tensor:
-    """Final template shared by every attack: validate, run ``perturb`` in eval mode with
-    autograd enabled, clip into ``bounds`` and return a detached batch of ``x``'s shape."""
-    if not isinstance(model, nn.Module):
-        raise UserError(f"{name}: the model must be a torch.nn.Module (or a neurofuzz Target), got {type(model).__name__}")
-    if not isinstance(x, torch.Tensor) or x.dim() != 4 or not x.dtype.is_floating_point:
-        raise UserError(f"{name}: expected a float batch [B, C, H, W], got {getattr(x, 'shape', type(x))}")
-    lo, hi = bounds
-    if x.numel() and (float(x.min()) < lo - 1e-6 or float(x.max()) > hi + 1e-6):
-        raise UserError(f"{name}: the batch has values outside the bounds [{lo:g}, {hi:g}]; clip it or pass matching bounds")
-
-    def labels(t: Any, what: str) -> torch.Tensor:
-        if not isinstance(t, torch.Tensor) or t.dtype.is_floating_point or t.dtype == torch.bool or t.shape != (x.shape[0],):
-            got = getattr(t, "shape", type(t))
-            raise UserError(f"{name}: {what} must be an integer tensor of shape [{x.shape[0]}], got {got}")
-        return t.to(device=x.device, dtype=torch.long)
-
-    y = labels(y, "labels y")
-    if target_labels is not None:
-        target_labels = labels(target_labels, "target_labels")
-        targeted = True
-    if x.shape[0] == 0:
-        return x.detach().clone()
-    with torch.inference_mode(False), torch.enable_grad(), eval_mode(model):
-        x0 = x.detach().clone() if x.is_inference() else x.detach()
-        run = AttackRun(model, y, bounds=(lo, hi), targeted=targeted, target_labels=target_labels, shift=params.get("shift"))
-        x_adv = perturb(run, x0, params, **(options or {}))
-    return x_adv.detach().clamp(lo, hi).to(dtype=x.dtype)
+# The mutators' default L-inf radii stay below DeepHunter's default validity rule (Linf < 0.2 of the
+# range, mutators/constraints.py), so that their mutants are accepted (tests/test_attacks_validity.py).
+EPS = Param(0.3, (0.0, 1.0), (0.05, 0.15), "L-infinity radius", scaled=True)
+ALPHA = Param(0.01, (0.0, 1.0), None, "step size", scaled=True)
+STEPS = Param(40, (0, 1000), None, "iterations", integer=True)
+TARGETED_DOC = "no | next: (y+1) mod n | random: recorded per-input shift"
 
 
 class Attack(ABC):
     """Standalone attack: ``attack = PGD(model, eps=0.3); x_adv = attack(x, y)``.
 
+    Subclasses declare ``params`` (``{name: Param}``) and implement :meth:`perturb`; the keyword-only
+    constructor, its validation and its documentation come from the declaration.
+
     Args (common to every attack):
-        model: a :class:`~neurofuzz.fuzzer.Target` (bounds and normalisation taken from it) or
-            any ``nn.Module`` returning logits for raw inputs.
+        model: a :class:`~neurofuzz.ground.target.Target` (bounds and normalisation taken from
+            it) or any ``nn.Module`` returning logits for raw inputs.
         targeted: attack towards target labels; see :meth:`__call__`.
         bounds: input bounds; default: ``model.bounds`` if it has them, else ``(0, 1)``.
         seed: seeds the attack's own generator, used for random starts and input diversity when
             no ``rng`` is passed to :meth:`__call__` (the global RNG is never used).
+
+    After each call, ``last_outcomes`` holds the per-input outcomes (black-box attacks:
+    ``queries``); :meth:`run` returns them with the batch as an :class:`AttackResult`.
     """
 
     name: ClassVar[str] = ""
-    randomized: ClassVar[bool] = False
+    params: ClassVar[dict[str, Param]] = {}
+    randomized: ClassVar[bool] = False  # draws per-input seeds (random starts, samples...)
+    batch_seed: ClassVar[bool] = False  # one seed for the whole batch (shared random transforms)
+    targeted_default: ClassVar[bool] = False
+    outcome_keys: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(
-        self,
-        model: nn.Module,
-        *,
-        targeted: bool = False,
-        bounds: tuple[float, float] | None = None,
-        seed: int = 0,
-    ) -> None:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__init__" not in cls.__dict__:
+            cls.__init__ = _constructor(cls)  # type: ignore[method-assign]
+        if cls.__dict__.get("__doc__") and cls.params and "Args:" not in cls.__doc__:
+            lines = ["Args:", "    model: a Target or an ``nn.Module`` returning logits."]
+            lines += [f"    {p.describe(k)}" for k, p in cls.params.items()]
+            lines += ["    targeted, bounds, seed: see :class:`~neurofuzz.mutators.attacks.base.Attack`.", "",
+                      "Shapes: ``x`` float ``[B, C, H, W]`` in bounds, ``y`` int64 ``[B]`` -> ``x_adv`` like ``x``"
+                      + "".join(f"; ``last_outcomes[{k!r}]`` int64 ``[B]``" for k in cls.outcome_keys) + "."]
+            head, sep, tail = cls.__doc__.partition("\n    Example")
+            args = "".join(f"    {line}\n" if line else "\n" for line in lines)
+            cls.__doc__ = head.rstrip() + "\n\n" + args + (sep + tail if sep else "")
+
+    def __init__(self, model: nn.Module, **kwargs: Any) -> None:
+        cls = type(self)
         if not isinstance(model, nn.Module):
-            raise UserError(f"{self.name}: the model must be a torch.nn.Module, got {type(model).__name__}")
+            raise UserError(f"{cls.name}: the model must be a torch.nn.Module, got {type(model).__name__}")
+        self.targeted = bool(kwargs.pop("targeted", cls.targeted_default))
+        self.bounds = model_bounds(model, kwargs.pop("bounds", None))
+        self._rng = torch.Generator().manual_seed(int(kwargs.pop("seed", 0)))
+        unknown = sorted(set(kwargs) - set(cls.params))
+        if unknown:
+            valid = sorted(cls.params) + ["bounds", "seed", "targeted"]
+            raise UserError(f"{cls.name}: unknown parameter(s) {unknown}; valid: {valid}")
         self.model = model
-        self.targeted = bool(targeted)
-        self.bounds = _model_bounds(model, bounds)
-        self._rng = torch.Generator().manual_seed(int(seed))
+        self.values = cls.resolve(kwargs, self.bounds[1] - self.bounds[0])
+        for key, value in self.values.items():
+            setattr(self, key, value)
+        self.last_outcomes: Params = {}
 
-    @staticmethod
-    def _positive(name: str, key: str, value: float, *, zero_ok: bool = False) -> float:
-        value = float(value)
-        if not (value > 0 or (zero_ok and value == 0)) or value != value or value == float("inf"):
-            raise UserError(f"{name}: {key} must be {'>= 0' if zero_ok else '> 0'} and finite, got {value!r}")
-        return value
+    @classmethod
+    def resolve(cls, given: dict[str, Any], scale: float) -> dict[str, Any]:
+        """Validated standalone values: the given ones, the declared defaults, then the derived."""
+        values: dict[str, Any] = {}
+        for k, p in cls.params.items():
+            value = given.get(k, p.default)
+            if value is not None or p.derive is None:
+                values[k] = p.check(cls.name, k, value, scale)
+        for k, p in cls.params.items():
+            if k not in values and p.derive is not None:
+                values[k] = p.check(cls.name, k, p.derive(values), scale)
+        cls.check_values(cls.name, {k: v if cls.params[k].choices else (v, v) for k, v in values.items()}, standalone=True)
+        return {k: values[k] for k in cls.params}
 
-    @staticmethod
-    def _count(name: str, key: str, value: int, *, minimum: int = 0) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) and not (isinstance(value, float) and value.is_integer()):
-            raise UserError(f"{name}: {key} must be an integer, got {value!r}")
-        if int(value) < minimum:
-            raise UserError(f"{name}: {key} must be >= {minimum}, got {value!r}")
-        return int(value)
+    @classmethod
+    def check_values(cls, name: str, values: dict[str, Any], *, standalone: bool) -> None:
+        """Rules that tie parameters together; numbers come as ``(lo, hi)`` ranges (a standalone
+        value ``v`` as ``(v, v)``). Raise :class:`UserError` when broken (default: none)."""
 
-    def seeds(self, batch: int, rng: torch.Generator) -> torch.Tensor:
-        """Per-input seeds of the random parts (random starts, input diversity)."""
-        return Mutator.seeds(batch, rng)
-
-    @abstractmethod
-    def settings(self) -> tuple[dict[str, float], dict[str, Any]]:
-        """``(per-input scalars such as eps/alpha/steps, fixed options passed to perturb)``."""
+    @classmethod
+    def draw_seeds(cls, batch: int, rng: torch.Generator) -> torch.Tensor:
+        """Per-input seeds of the random parts (one shared seed if ``batch_seed``)."""
+        return Mutator.seeds(1, rng).expand(batch).clone() if cls.batch_seed else Mutator.seeds(batch, rng)
 
     @classmethod
     @abstractmethod
-    def perturb(cls, run: AttackRun, x: torch.Tensor, p: Params, **options: Any) -> torch.Tensor:
-        """The attack proper, on per-input parameters ``p`` (tensors ``[B]``)."""
+    def perturb(cls, run: AttackRun, x: torch.Tensor, p: Params, **options: Any) -> torch.Tensor | tuple[torch.Tensor, Params]:
+        """The attack proper, on per-input parameters ``p`` (tensors ``[B]``) and the fixed
+        options (the declared choices); returns ``x_adv`` or ``(x_adv, outcomes)``."""
 
-    def __call__(
-        self,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        *,
-        target_labels: torch.Tensor | None = None,
-        rng: torch.Generator | None = None,
-    ) -> torch.Tensor:
+    @classmethod
+    def execute(cls, model: nn.Module, x: torch.Tensor, y: torch.Tensor, p: Params, *, bounds: tuple[float, float],
+                targeted: bool, options: dict[str, Any], target_labels: torch.Tensor | None = None) -> AttackResult:
+        """:meth:`perturb` through :func:`attack_batch`; every declared outcome is present."""
+        result = attack_batch(cls.perturb, model, x, y, p, name=cls.name, bounds=bounds, targeted=targeted,
+                              target_labels=target_labels, options=options)
+        for key in cls.outcome_keys:
+            result.outcomes.setdefault(key, torch.zeros(result.x.shape[0], dtype=torch.long))
+        return result
+
+    def run(self, x: torch.Tensor, y: torch.Tensor, *, target_labels: torch.Tensor | None = None,
+            rng: torch.Generator | None = None) -> AttackResult:
+        """The attacked batch with its per-input outcomes; arguments as :meth:`__call__`."""
+        batch = x.shape[0] if isinstance(x, torch.Tensor) and x.dim() else 0
+        p: Params = {}
+        for key, spec in self.params.items():
+            if spec.choices is None:
+                p[key] = torch.full((batch,), self.values[key], dtype=torch.int64 if spec.integer else torch.float64)
+        if self.randomized:
+            p["seed"] = self.draw_seeds(batch, rng if rng is not None else self._rng)
+        options = {k: self.values[k] for k, spec in self.params.items() if spec.choices is not None}
+        result = self.execute(self.model, x, y, p, bounds=self.bounds, targeted=self.targeted, options=options,
+                              target_labels=target_labels)
+        self.last_outcomes = result.outcomes
+        return result
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, *, target_labels: torch.Tensor | None = None,
+                 rng: torch.Generator | None = None) -> torch.Tensor:
         """Adversarial examples for ``x`` (``[B, C, H, W]`` in bounds) with true labels ``y``.
 
         ``target_labels`` makes the attack targeted towards them; without it an attack built
         with ``targeted=True`` aims at ``(y + 1) mod n_classes``. ``rng`` feeds random starts
         and input diversity (default: the attack's own generator, seeded at construction)."""
-        scalars, options = self.settings()
-        batch = x.shape[0] if isinstance(x, torch.Tensor) and x.dim() else 0
-        params: Params = {k: torch.full((batch,), v, dtype=torch.float64) for k, v in scalars.items()}
-        if "steps" in params:
-            params["steps"] = params["steps"].long()
-        if self.randomized:
-            params["seed"] = self.seeds(batch, rng if rng is not None else self._rng)
-        return run_attack(
-            type(self).perturb, self.model, x, y, params, name=self.name, bounds=self.bounds,
-            targeted=self.targeted, target_labels=target_labels, options=options,
-        )
+        return self.run(x, y, target_labels=target_labels, rng=rng).x
 
     def __repr__(self) -> str:
-        scalars, options = self.settings()
-        args = ", ".join(f"{k}={v!r}" for k, v in {**scalars, **options, "targeted": self.targeted}.items())
+        args = ", ".join(f"{k}={v!r}" for k, v in {**self.values, "targeted": self.targeted}.items())
         return f"{type(self).__name__}({args})"
 
 
-class AttackMutator(Mutator):
-    """An attack as a registered mutator (``kind="attack"``, ``needs_model=True``).
+def _constructor(cls: type[Attack]) -> Callable[..., None]:
+    """``__init__(self, model, *, <declared params>, targeted, bounds, seed)`` with a real signature."""
 
-    Subclasses set ``attack`` (the :class:`Attack` class whose ``perturb`` runs), a schema with
-    the per-input ranges, and implement :meth:`draw` (the attack-specific parameters).
-    ``eps`` and ``alpha`` are configured as fractions of the bounds' range (raw units for the
-    default bounds ``(0, 1)``), like the other mutators' magnitudes.
-    The ``targeted`` choice (``"no"``, ``"next"``, ``"random"``) is shared by all of them.
+    def __init__(self: Attack, model: nn.Module, **kwargs: Any) -> None:
+        Attack.__init__(self, model, **kwargs)
+
+    kw = inspect.Parameter.KEYWORD_ONLY
+    sig = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+           inspect.Parameter("model", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=nn.Module)]
+    sig += [inspect.Parameter(k, kw, default=p.default, annotation=p.annotation()) for k, p in cls.params.items()]
+    sig += [inspect.Parameter("targeted", kw, default=cls.targeted_default, annotation=bool),
+            inspect.Parameter("bounds", kw, default=None, annotation=Optional[tuple[float, float]]),
+            inspect.Parameter("seed", kw, default=0, annotation=int)]
+    __init__.__signature__ = inspect.Signature(sig, return_annotation=None)  # type: ignore[attr-defined]
+    __init__.__qualname__ = f"{cls.__qualname__}.__init__"
+    return __init__
+
+
+class AttackMutator(Mutator):
+    """An attack as a registered mutator (``kind="attack"``, ``needs_model=True``), written once:
+    :func:`as_mutator` makes one per attack class, its schema derived from ``attack.params``.
+
+    Per input it draws every declared number from its configured range (``per_batch`` ones
+    once per batch), a seed if the attack is randomized, and the target offset ``shift`` for
+    ``targeted="random"``; the attack's outcomes (e.g. ``queries``) are recorded with them and
+    ignored on replay. The ``targeted`` choice (``"no"``, ``"next"``, ``"random"``) is shared.
     """
 
     kind = "attack"
     needs_model = True
     attack: ClassVar[type[Attack]]
-    scaled: ClassVar[tuple[str, ...]] = ("eps", "alpha")
-    targeted_choice: ClassVar[Choice] = Choice(
-        TARGET_MODES, "no", doc="no | next: (y+1) mod n | random: recorded per-input shift"
-    )
 
-    @abstractmethod
-    def draw(self, batch: int, rng: torch.Generator) -> Params:
-        """Attack-specific per-input parameters."""
-
-    def options(self) -> dict[str, Any]:
-        """Fixed (non per-input) options passed to ``perturb``."""
-        return {}
-
-    def prepare(self, p: Params) -> Params:
-        """Turn recorded parameters into what ``perturb`` consumes (default: unchanged)."""
-        return p
+    def __init__(self, **config: Any) -> None:
+        super().__init__(**config)
+        self.attack.check_values(self.name, {k: self.config[k] for k in self.attack.params}, standalone=False)
 
     def sample(self, batch: int, rng: torch.Generator) -> Params:
-        params = self.draw(batch, rng)
-        if self.config.get("targeted") == "random":
+        params: Params = {}
+        for key, spec in self.attack.params.items():
+            if spec.choices is None:
+                v = self.uniform(key, 1 if spec.per_batch else batch, rng)
+                params[key] = v.expand(batch).clone() if spec.per_batch else v
+        if self.attack.randomized:
+            params["seed"] = self.attack.draw_seeds(batch, rng)
+        if self.config["targeted"] == "random":
             params["shift"] = torch.randint(0, 2**31 - 1, (batch,), generator=rng, dtype=torch.int64)
         return params
 
-    def apply(self, x: torch.Tensor, params: Params, **ctx: Any) -> torch.Tensor:
-        mode = self.config.get("targeted", "no")
-        p = dict(params)
-        if mode != "random":
-            p.pop("shift", None)
-        if "steps" in p:
-            p["steps"] = p["steps"].long()
+    def apply(self, x: torch.Tensor, params: Params, **ctx: Any) -> tuple[torch.Tensor, Params]:
+        mode = self.config["targeted"]
         lo, hi = (float(b) for b in ctx.get("bounds") or (0.0, 1.0))
-        if hi - lo != 1.0:  # eps and alpha are configured as fractions of the bounds' range
-            p.update({k: p[k] * (hi - lo) for k in self.scaled if k in p})
-        return run_attack(
-            self.attack.perturb, ctx["target"], x, ctx["y"], self.prepare(p), name=self.name,
-            bounds=(lo, hi), targeted=mode != "no", options=self.options(),
-        )
+        p: Params = {}
+        for key, spec in self.attack.params.items():
+            if spec.choices is None:
+                v = params[key]
+                p[key] = v.long() if spec.integer else v * (hi - lo) if spec.scaled and hi - lo != 1.0 else v
+        if "seed" in params:
+            p["seed"] = params["seed"]
+        if mode == "random" and "shift" in params:
+            p["shift"] = params["shift"]
+        options = {k: self.config[k] for k, spec in self.attack.params.items() if spec.choices is not None}
+        result = self.attack.execute(ctx["target"], x, ctx["y"], p, bounds=(lo, hi), targeted=mode != "no", options=options)
+        return result.x, result.outcomes
 
 
-def step_mask(steps: torch.Tensor, t: int, like: torch.Tensor) -> torch.Tensor | None:
-    """``None`` if every input still runs step ``t``; else a ``[B, 1, 1, 1]`` bool mask of those
-    that do (inputs may have drawn different step counts)."""
-    active = steps > t
-    if bool(active.all()):
-        return None
-    return view4(active, like).bool()
+def as_mutator(attack: type[Attack]) -> type[AttackMutator]:
+    """Register the mutator of ``attack`` (named ``<Attack>Mutator``, in the attack's module)."""
+    schema: dict[str, Range | Choice] = {k: p.spec() for k, p in attack.params.items()}
+    schema["targeted"] = Choice(TARGET_MODES, "random" if attack.targeted_default else "no", doc=TARGETED_DOC)
+    summary = (attack.__doc__ or attack.__name__).strip().splitlines()[0].rstrip(".")
+    args = "".join(f"        {p.describe(k)}\n" for k, p in attack.params.items())
+    doc = (f"{summary}, as a mutator (see :class:`{attack.__name__}`).\n\n    Args (numbers: ``(lo, hi)`` drawn per "
+           f"input, or one value; scaled ones in fractions of the bounds' range):\n{args}"
+           f"        targeted: {TARGETED_DOC}.\n")
+    if attack.outcome_keys:
+        doc += f"\n    Records, after the run, per input: {', '.join(attack.outcome_keys)}.\n"
+    cls = type(f"{attack.__name__}Mutator", (AttackMutator,), {
+        "__module__": attack.__module__, "__qualname__": f"{attack.__name__}Mutator", "__doc__": doc,
+        "name": attack.name, "attack": attack, "schema": schema,
+    })
+    return register(cls)  # type: ignore[return-value]

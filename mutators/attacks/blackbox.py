@@ -13,8 +13,10 @@ the model only through a :class:`QueryOracle`:
 * query points are always inside the bounds (the attacks clip them), as a real black box that
   accepts only valid images would require.
 
-Query counts are reported per input: on a standalone attack as ``attack.last_queries`` (int64
-``[B]``), on a mutator as the recorded parameter ``queries`` (ignored on replay, recomputed).
+Query counts are returned explicitly, per input: ``perturb`` returns ``(x_adv,
+oracle.outcomes())``, which reaches the caller as ``AttackResult.outcomes["queries"]`` (int64
+``[B]``): on a standalone attack as ``attack.run(x, y).outcomes`` and ``attack.last_queries``,
+on a mutator as the recorded parameter ``queries`` (ignored on replay, recomputed).
 
 Randomness comes from one generator per input, seeded from the recorded ``seed`` parameter
 (:func:`~neurofuzz.mutators.base.per_input_generators`); each input draws from its own generator
@@ -31,19 +33,15 @@ Rauber, Brendel and Bethge, ICML 2017 workshop (Foolbox, salt-and-pepper).
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextvars import ContextVar
-from typing import Any
 
 import torch
-from torch import nn
 
-from neurofuzz.mutators.attacks.base import Attack, AttackMutator, AttackRun
+from neurofuzz.mutators.attacks.base import Attack, AttackMutator, AttackRun, Param
 from neurofuzz.mutators.attacks.logits import forward_logits, is_adversarial, margin
 from neurofuzz.mutators.base import Params
 
 QUERY_CHUNK = 2048  # query points evaluated per forward pass (bounds the activation memory)
-
-_SINK: ContextVar[dict[str, torch.Tensor] | None] = ContextVar("neurofuzz_query_sink", default=None)
+MAX_QUERIES = Param(1000, (1, 100_000), (300, 300), "model queries per input (budget)", integer=True)
 
 
 class QueryOracle:
@@ -108,12 +106,9 @@ class QueryOracle:
             return torch.zeros(0, dtype=torch.bool, device=x.device)
         return is_adversarial(z, self.labels(owner), targeted=self.targeted)
 
-    def report(self) -> torch.Tensor:
-        """Publish the per-input query counts to the caller (attack object or mutator params)."""
-        sink = _SINK.get()
-        if sink is not None:
-            sink["queries"] = self.used.clone()
-        return self.used
+    def outcomes(self) -> Params:
+        """The per-input query counts, ``{"queries": int64 [B]}``, for ``perturb`` to return."""
+        return {"queries": self.used.clone()}
 
 
 def draw(gens: list[torch.Generator], idx: torch.Tensor, fn: Callable[[torch.Generator], torch.Tensor], like: torch.Tensor) -> torch.Tensor:
@@ -128,48 +123,17 @@ def rows(mask: torch.Tensor) -> torch.Tensor:
 
 
 class BlackBoxAttack(Attack):
-    """Standalone black-box attack; after each call ``last_queries`` (int64 ``[B]``) holds the
-    number of model queries spent on each input. Arguments as
-    :class:`~neurofuzz.mutators.attacks.base.Attack`."""
+    """Base of the black-box attacks: randomized (per-input seeds), and the per-input query
+    counts are an outcome; after each call ``last_queries`` (int64 ``[B]``) holds them.
+    Arguments as :class:`~neurofuzz.mutators.attacks.base.Attack`."""
 
     randomized = True
+    outcome_keys = ("queries",)
 
-    def __init__(self, model: nn.Module, *, targeted: bool = False, bounds: tuple[float, float] | None = None, seed: int = 0) -> None:
-        super().__init__(model, targeted=targeted, bounds=bounds, seed=seed)
-        self.last_queries: torch.Tensor | None = None
-
-    @staticmethod
-    def _budget(name: str, max_queries: int) -> int:
-        return Attack._count(name, "max_queries", max_queries, minimum=1)
-
-    def __call__(
-        self,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        *,
-        target_labels: torch.Tensor | None = None,
-        rng: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        sink: dict[str, torch.Tensor] = {}
-        token = _SINK.set(sink)
-        try:
-            x_adv = super().__call__(x, y, target_labels=target_labels, rng=rng)
-        finally:
-            _SINK.reset(token)
-        self.last_queries = sink.get("queries", torch.zeros(x_adv.shape[0], dtype=torch.long))
-        return x_adv
+    @property
+    def last_queries(self) -> torch.Tensor | None:
+        """Model queries spent on each input by the last call (``None`` before the first)."""
+        return self.last_outcomes.get("queries")
 
 
-class BlackBoxMutator(AttackMutator):
-    """A black-box attack as a mutator: records the queries spent per input as the parameter
-    ``queries`` (an outcome, not an input: replay ignores it and recomputes it)."""
-
-    def apply(self, x: torch.Tensor, params: Params, **ctx: Any) -> torch.Tensor:
-        sink: dict[str, torch.Tensor] = {}
-        token = _SINK.set(sink)
-        try:
-            out = super().apply(x, {k: v for k, v in params.items() if k != "queries"}, **ctx)
-        finally:
-            _SINK.reset(token)
-        params["queries"] = sink.get("queries", torch.zeros(x.shape[0], dtype=torch.long))
-        return out
+BlackBoxMutator = AttackMutator  # the adapter records every attack's outcomes (here: queries)

@@ -22,29 +22,16 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
 
-from neurofuzz.mutators.attacks.base import Attack, AttackMutator, AttackRun, view4
+from neurofuzz.mutators.attacks.base import Attack, AttackRun, Param, as_mutator, view4
 from neurofuzz.mutators.attacks.logits import forward_logits, margin
-from neurofuzz.mutators.base import Params, Range
-from neurofuzz.mutators.registry import register
+from neurofuzz.mutators.base import Params
 
 _BETAS, _ADAM_EPS, _NO_UPPER = (0.9, 0.999), 1e-8, 1e10
 
 
 class CarliniWagnerL2(Attack):
     """Carlini-Wagner L2 attack (tanh space, Adam, binary search over ``c``).
-
-    Args:
-        model: a Target or an ``nn.Module`` returning logits.
-        c: initial trade-off constant, > 0; default 1.0.
-        kappa: confidence margin, >= 0; default 0.0.
-        steps: Adam steps per binary-search step; default 50.
-        search_steps: binary-search steps over ``c``, >= 1; default 5.
-        lr: Adam learning rate (in tanh space); default 0.1.
-        targeted, bounds, seed: see :class:`~neurofuzz.mutators.attacks.base.Attack`.
-
-    Shapes: ``x`` float ``[B, C, H, W]`` in bounds, ``y`` int64 ``[B]`` -> ``x_adv`` like ``x``.
 
     Example:
         >>> from neurofuzz.fuzzer.zoo import builtin_target, load_digits32
@@ -57,28 +44,13 @@ class CarliniWagnerL2(Attack):
 
     name = "cw_l2"
 
-    def __init__(
-        self,
-        model: nn.Module,
-        *,
-        c: float = 1.0,
-        kappa: float = 0.0,
-        steps: int = 50,
-        search_steps: int = 5,
-        lr: float = 0.1,
-        targeted: bool = False,
-        bounds: tuple[float, float] | None = None,
-        seed: int = 0,
-    ) -> None:
-        super().__init__(model, targeted=targeted, bounds=bounds, seed=seed)
-        self.c = self._positive(self.name, "c", c)
-        self.kappa = self._positive(self.name, "kappa", kappa, zero_ok=True)
-        self.steps = self._count(self.name, "steps", steps)
-        self.search_steps = self._count(self.name, "search_steps", search_steps, minimum=1)
-        self.lr = self._positive(self.name, "lr", lr)
-
-    def settings(self) -> tuple[dict[str, float], dict[str, Any]]:
-        return {"c": self.c, "kappa": self.kappa, "steps": self.steps, "search_steps": self.search_steps, "lr": self.lr}, {}
+    params = {
+        "c": Param(1.0, (1e-4, 1e4), None, "initial trade-off constant"),
+        "kappa": Param(0.0, (0.0, 100.0), None, "confidence margin (logits)"),
+        "steps": Param(50, (0, 10_000), (30, 30), "Adam steps per binary-search step", integer=True),
+        "search_steps": Param(5, (1, 100), (3, 3), "binary-search steps over c", integer=True),
+        "lr": Param(0.1, (1e-5, 10.0), None, "Adam learning rate (tanh space)"),
+    }
 
     @classmethod
     def perturb(cls, run: AttackRun, x: torch.Tensor, p: Params, **options: Any) -> torch.Tensor:
@@ -128,30 +100,4 @@ class CarliniWagnerL2(Attack):
         return best
 
 
-@register
-class CarliniWagnerL2Mutator(AttackMutator):
-    """Carlini-Wagner L2 (Carlini and Wagner, 2017) as a mutator; deterministic.
-
-    Args:
-        c: ``(lo, hi)`` initial constant per input; default 1.0.
-        kappa: ``(lo, hi)`` confidence per input (logit units); default 0.
-        steps: ``(lo, hi)`` Adam steps per search step; default 30.
-        search_steps: ``(lo, hi)`` binary-search steps; default 3.
-        lr: ``(lo, hi)`` Adam learning rate; default 0.1.
-        targeted: ``"no"``, ``"next"`` or ``"random"``.
-    """
-
-    name = "cw_l2"
-    attack = CarliniWagnerL2
-    scaled = ()
-    schema = {
-        "c": Range(1e-4, 1e4, (1.0, 1.0), doc="initial trade-off constant"),
-        "kappa": Range(0.0, 100.0, (0.0, 0.0), doc="confidence margin (logits)"),
-        "steps": Range(0, 10_000, (30, 30), integer=True, doc="Adam steps per search step"),
-        "search_steps": Range(1, 100, (3, 3), integer=True, doc="binary-search steps over c"),
-        "lr": Range(1e-5, 10.0, (0.1, 0.1), doc="Adam learning rate (tanh space)"),
-        "targeted": AttackMutator.targeted_choice,
-    }
-
-    def draw(self, batch: int, rng: torch.Generator) -> Params:
-        return {k: self.uniform(k, batch, rng) for k in ("c", "kappa", "steps", "search_steps", "lr")}
+CarliniWagnerL2Mutator = as_mutator(CarliniWagnerL2)

@@ -18,12 +18,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
 
-from neurofuzz.mutators.attacks.base import Attack, AttackMutator, AttackRun, view4
+from neurofuzz.mutators.attacks.base import Attack, AttackRun, Param, as_mutator, view4
 from neurofuzz.mutators.attacks.logits import forward_logits, is_adversarial
-from neurofuzz.mutators.base import Params, Range
-from neurofuzz.mutators.registry import register
+from neurofuzz.mutators.base import Params
 
 
 def logits_and_jacobian(run: AttackRun, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -44,14 +42,6 @@ def y_of(run: AttackRun, idx: torch.Tensor) -> torch.Tensor:
 class DeepFool(Attack):
     """DeepFool, L2: iterated minimal steps onto the linearised decision boundary.
 
-    Args:
-        model: a Target or an ``nn.Module`` returning logits.
-        steps: maximum iterations (``max_iter``); default 50.
-        overshoot: relative overshoot of the accumulated step; default 0.02 (the paper's).
-        targeted, bounds, seed: see :class:`~neurofuzz.mutators.attacks.base.Attack`.
-
-    Shapes: ``x`` float ``[B, C, H, W]`` in bounds, ``y`` int64 ``[B]`` -> ``x_adv`` like ``x``.
-
     Example:
         >>> from neurofuzz.fuzzer.zoo import builtin_target, load_digits32
         >>> x, y = load_digits32("test")
@@ -63,22 +53,10 @@ class DeepFool(Attack):
 
     name = "deepfool"
 
-    def __init__(
-        self,
-        model: nn.Module,
-        *,
-        steps: int = 50,
-        overshoot: float = 0.02,
-        targeted: bool = False,
-        bounds: tuple[float, float] | None = None,
-        seed: int = 0,
-    ) -> None:
-        super().__init__(model, targeted=targeted, bounds=bounds, seed=seed)
-        self.steps = self._count(self.name, "steps", steps)
-        self.overshoot = self._positive(self.name, "overshoot", overshoot, zero_ok=True)
-
-    def settings(self) -> tuple[dict[str, float], dict[str, Any]]:
-        return {"steps": self.steps, "overshoot": self.overshoot}, {}
+    params = {
+        "steps": Param(50, (0, 1000), None, "maximum iterations (max_iter)", integer=True),
+        "overshoot": Param(0.02, (0.0, 10.0), None, "relative overshoot of the accumulated step (the paper's 0.02)"),
+    }
 
     @classmethod
     def perturb(cls, run: AttackRun, x: torch.Tensor, p: Params, **options: Any) -> torch.Tensor:
@@ -113,24 +91,4 @@ class DeepFool(Attack):
         return x_adv
 
 
-@register
-class DeepFoolMutator(AttackMutator):
-    """DeepFool, L2 (Moosavi-Dezfooli et al., 2016) as a mutator; deterministic.
-
-    Args:
-        steps: ``(lo, hi)`` maximum iterations per input; default 50.
-        overshoot: ``(lo, hi)`` overshoot per input; default 0.02.
-        targeted: ``"no"``, ``"next"`` or ``"random"`` (an extension: towards the target class).
-    """
-
-    name = "deepfool"
-    attack = DeepFool
-    scaled = ()
-    schema = {
-        "steps": Range(0, 1000, (50, 50), integer=True, doc="maximum iterations"),
-        "overshoot": Range(0.0, 10.0, (0.02, 0.02), doc="relative overshoot of the step"),
-        "targeted": AttackMutator.targeted_choice,
-    }
-
-    def draw(self, batch: int, rng: torch.Generator) -> Params:
-        return {"steps": self.uniform("steps", batch, rng), "overshoot": self.uniform("overshoot", batch, rng)}
+DeepFoolMutator = as_mutator(DeepFool)

@@ -12,22 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
 
-from neurofuzz.mutators.attacks.base import Attack, AttackMutator, AttackRun, view4
-from neurofuzz.mutators.base import Params, Range
-from neurofuzz.mutators.registry import register
+from neurofuzz.mutators.attacks.base import EPS, Attack, AttackRun, as_mutator, view4
+from neurofuzz.mutators.base import Params
 
 
 class FGSM(Attack):
-    """Fast gradient sign method, L-infinity.
-
-    Args:
-        model: a Target or an ``nn.Module`` returning logits.
-        eps: step size = L-infinity radius (raw input units), >= 0; default 0.3 (digits).
-        targeted, bounds, seed: see :class:`~neurofuzz.mutators.attacks.base.Attack`.
-
-    Shapes: ``x`` float ``[B, C, H, W]`` in bounds, ``y`` int64 ``[B]`` -> ``x_adv`` like ``x``.
+    """Fast gradient sign method, L-infinity: one step of size ``eps`` (the radius).
 
     Example:
         >>> import torch
@@ -39,44 +30,12 @@ class FGSM(Attack):
     """
 
     name = "fgsm"
-
-    def __init__(
-        self,
-        model: nn.Module,
-        *,
-        eps: float = 0.3,
-        targeted: bool = False,
-        bounds: tuple[float, float] | None = None,
-        seed: int = 0,
-    ) -> None:
-        super().__init__(model, targeted=targeted, bounds=bounds, seed=seed)
-        self.eps = self._positive(self.name, "eps", eps, zero_ok=True)
-
-    def settings(self) -> tuple[dict[str, float], dict[str, Any]]:
-        return {"eps": self.eps}, {}
+    params = {"eps": EPS.but(doc="step size = L-infinity radius")}
 
     @classmethod
     def perturb(cls, run: AttackRun, x: torch.Tensor, p: Params, **options: Any) -> torch.Tensor:
-        # clipping to the bounds happens once, in the shared template (run_attack)
+        # clipping to the bounds happens once, in the shared template (attack_batch)
         return torch.addcmul(x, view4(p["eps"], x), run.grad(x).sign_())
 
 
-@register
-class FGSMMutator(AttackMutator):
-    """FGSM (Goodfellow et al., 2015) as a mutator: one signed-gradient step of size ``eps``.
-
-    Args:
-        eps: ``(lo, hi)`` L-infinity step drawn per input, as a fraction of the bounds' range;
-            default (0.05, 0.3).
-        targeted: ``"no"``, ``"next"`` or ``"random"`` (see the attacks package docstring).
-    """
-
-    name = "fgsm"
-    attack = FGSM
-    schema = {
-        "eps": Range(0.0, 1.0, (0.05, 0.3), doc="L-inf step size"),
-        "targeted": AttackMutator.targeted_choice,
-    }
-
-    def draw(self, batch: int, rng: torch.Generator) -> Params:
-        return {"eps": self.uniform("eps", batch, rng)}
+FGSMMutator = as_mutator(FGSM)

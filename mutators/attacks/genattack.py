@@ -24,14 +24,11 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
 
-from neurofuzz.fuzzer.errors import UserError
-from neurofuzz.mutators.attacks.base import AttackRun, project_linf, view4
-from neurofuzz.mutators.attacks.blackbox import BlackBoxAttack, BlackBoxMutator, QueryOracle, draw, rows
+from neurofuzz.mutators.attacks.base import EPS, AttackRun, Param, as_mutator, project_linf, view4
+from neurofuzz.mutators.attacks.blackbox import MAX_QUERIES, BlackBoxAttack, QueryOracle, draw, rows
 from neurofuzz.mutators.attacks.logits import is_adversarial
-from neurofuzz.mutators.base import Choice, Params, Range, per_input_generators
-from neurofuzz.mutators.registry import register
+from neurofuzz.mutators.base import Params, per_input_generators
 
 
 def fitness(logits: torch.Tensor, labels: torch.Tensor, *, targeted: bool) -> torch.Tensor:
@@ -46,19 +43,6 @@ def fitness(logits: torch.Tensor, labels: torch.Tensor, *, targeted: bool) -> to
 class GenAttack(BlackBoxAttack):
     """GenAttack (genetic algorithm on output probabilities), L-infinity; score-based.
 
-    Args:
-        model: a Target or an ``nn.Module`` returning logits (only its probabilities are used).
-        eps: L-infinity radius (raw input units); default 0.3 (the paper's value for MNIST).
-        population: candidates per input, >= 2; default 6 (the paper's value).
-        max_queries: model queries per input, >= 1; default 1000.
-        rho_min: smallest mutation probability; default 0.1.
-        alpha_min: smallest mutation range, as a fraction of eps; default 0.15.
-        temperature: of the softmax selection; default 0.1.
-        targeted, bounds, seed: see :class:`~neurofuzz.mutators.attacks.base.Attack`.
-
-    Shapes: ``x`` float ``[B, C, H, W]`` in bounds, ``y`` int64 ``[B]`` -> ``x_adv`` like ``x``;
-    ``attack.last_queries`` int64 ``[B]``.
-
     Example:
         >>> import torch
         >>> from neurofuzz.fuzzer.zoo import builtin_target, load_digits32
@@ -71,38 +55,18 @@ class GenAttack(BlackBoxAttack):
 
     name = "genattack"
 
-    def __init__(
-        self,
-        model: nn.Module,
-        *,
-        eps: float = 0.3,
-        population: int = 6,
-        max_queries: int = 1000,
-        rho_min: float = 0.1,
-        alpha_min: float = 0.15,
-        temperature: float = 0.1,
-        targeted: bool = False,
-        bounds: tuple[float, float] | None = None,
-        seed: int = 0,
-    ) -> None:
-        super().__init__(model, targeted=targeted, bounds=bounds, seed=seed)
-        self.eps = self._positive(self.name, "eps", eps, zero_ok=True)
-        self.population = self._count(self.name, "population", population, minimum=2)
-        self.max_queries = self._budget(self.name, max_queries)
-        self.rho_min = self._positive(self.name, "rho_min", rho_min)
-        self.alpha_min = self._positive(self.name, "alpha_min", alpha_min)
-        self.temperature = self._positive(self.name, "temperature", temperature)
-        if self.rho_min > 1:
-            raise UserError(f"{self.name}: rho_min is a probability, in (0, 1]; got {rho_min!r}")
-
-    def settings(self) -> tuple[dict[str, float], dict[str, Any]]:
-        return {
-            "eps": self.eps, "max_queries": self.max_queries, "rho_min": self.rho_min,
-            "alpha_min": self.alpha_min, "temperature": self.temperature,
-        }, {"population": self.population}
+    params = {
+        "eps": EPS.but(doc="L-infinity radius (the paper's 0.3 for MNIST)"),
+        "population": Param(6, choices=tuple(range(2, 33)), doc="candidates per input (the paper's 6)"),
+        "max_queries": MAX_QUERIES,
+        "rho_min": Param(0.1, (1e-4, 1.0), None, "smallest mutation probability"),
+        "alpha_min": Param(0.15, (1e-4, 1.0), None, "smallest mutation range, as a fraction of eps"),
+        "temperature": Param(0.1, (1e-3, 100.0), None, "of the softmax selection"),
+    }
 
     @classmethod
-    def perturb(cls, run: AttackRun, x: torch.Tensor, p: Params, *, population: int = 6, **options: Any) -> torch.Tensor:
+    def perturb(cls, run: AttackRun, x: torch.Tensor, p: Params, *, population: int = 6,
+                **options: Any) -> tuple[torch.Tensor, Params]:
         b, shape, n = x.shape[0], x.shape[1:], population
         oracle = QueryOracle(run, p["max_queries"].long())
         gens = per_input_generators(p["seed"])
@@ -169,40 +133,7 @@ class GenAttack(BlackBoxAttack):
             finish(idx, torch.cat([torch.zeros_like(adv[:, :1]), adv], 1))
         rest = rows(alive & torch.isfinite(fit).any(1).cpu())  # budget spent: the fittest member
         out[rest] = pop[rest, fit[rest].argmax(1)]
-        oracle.report()
-        return out
+        return out, oracle.outcomes()
 
 
-@register
-class GenAttackMutator(BlackBoxMutator):
-    """GenAttack, L-infinity (Alzantot et al., 2019) as a mutator; black-box (probabilities).
-
-    Args:
-        eps: ``(lo, hi)`` radius per input, fraction of the bounds' range; default (0.05, 0.3).
-        max_queries: ``(lo, hi)`` query budget per input; default 300.
-        rho_min, alpha_min, temperature: ``(lo, hi)`` per input; defaults 0.1, 0.15, 0.1.
-        population: candidates per input (fixed); default 6.
-        targeted: ``"no"``, ``"next"`` or ``"random"``.
-
-    Records ``seed`` and, after the run, ``queries`` (model queries spent) per input.
-    """
-
-    name = "genattack"
-    attack = GenAttack
-    schema = {
-        "eps": Range(0.0, 1.0, (0.05, 0.3), doc="L-inf radius"),
-        "max_queries": Range(1, 100_000, (300, 300), integer=True, doc="query budget per input"),
-        "rho_min": Range(1e-4, 1.0, (0.1, 0.1), doc="smallest mutation probability"),
-        "alpha_min": Range(1e-4, 1.0, (0.15, 0.15), doc="smallest mutation range, fraction of eps"),
-        "temperature": Range(1e-3, 100.0, (0.1, 0.1), doc="softmax temperature of the selection"),
-        "population": Choice((2, 4, 6, 8, 10, 16, 20), 6, doc="candidates per input"),
-        "targeted": BlackBoxMutator.targeted_choice,
-    }
-
-    def draw(self, batch: int, rng: torch.Generator) -> Params:
-        return {k: self.uniform(k, batch, rng) for k in ("eps", "max_queries", "rho_min", "alpha_min", "temperature")} | {
-            "seed": self.seeds(batch, rng)
-        }
-
-    def options(self) -> dict[str, Any]:
-        return {"population": int(self.config["population"])}
+GenAttackMutator = as_mutator(GenAttack)

@@ -28,12 +28,11 @@ import math
 from typing import Any
 
 import torch
-from torch import nn
 
-from neurofuzz.mutators.attacks.base import AttackRun, l2_norms, view4
-from neurofuzz.mutators.attacks.blackbox import QUERY_CHUNK, BlackBoxAttack, BlackBoxMutator, QueryOracle, draw, rows
-from neurofuzz.mutators.base import Params, Range, per_input_generators
-from neurofuzz.mutators.registry import register
+from neurofuzz.ground.errors import UserError
+from neurofuzz.mutators.attacks.base import AttackRun, Param, as_mutator, l2_norms, view4
+from neurofuzz.mutators.attacks.blackbox import MAX_QUERIES, QUERY_CHUNK, BlackBoxAttack, QueryOracle, draw, rows
+from neurofuzz.mutators.base import Params, per_input_generators
 
 
 def boundary_search(oracle: QueryOracle, x: torch.Tensor, x_adv: torch.Tensor, idx: torch.Tensor, theta: float) -> torch.Tensor:
@@ -107,18 +106,6 @@ def estimate_direction(
 class HopSkipJump(BlackBoxAttack):
     """HopSkipJump (decision-based boundary attack with gradient estimation), L2.
 
-    Args:
-        model: a Target or an ``nn.Module`` returning logits (only the arg-max is used).
-        max_queries: model queries per input, >= 1; default 1000 (the paper uses up to 25,000).
-        init_evals: samples of the first gradient estimate; default 100 (the paper's).
-        max_evals: most samples per gradient estimate; default 1000.
-        gamma: binary-search threshold ``theta = gamma / d^(3/2)``; default 1.0.
-        init_tries: random uniform images tried as the adversarial start; default 50.
-        targeted, bounds, seed: see :class:`~neurofuzz.mutators.attacks.base.Attack`.
-
-    Shapes: ``x`` float ``[B, C, H, W]`` in bounds, ``y`` int64 ``[B]`` -> ``x_adv`` like ``x``;
-    ``attack.last_queries`` int64 ``[B]``.
-
     Example:
         >>> import torch
         >>> from neurofuzz.fuzzer.zoo import builtin_target, load_digits32
@@ -132,32 +119,21 @@ class HopSkipJump(BlackBoxAttack):
 
     name = "hopskipjump"
 
-    def __init__(
-        self,
-        model: nn.Module,
-        *,
-        max_queries: int = 1000,
-        init_evals: int = 100,
-        max_evals: int = 1000,
-        gamma: float = 1.0,
-        init_tries: int = 50,
-        targeted: bool = False,
-        bounds: tuple[float, float] | None = None,
-        seed: int = 0,
-    ) -> None:
-        super().__init__(model, targeted=targeted, bounds=bounds, seed=seed)
-        self.max_queries = self._budget(self.name, max_queries)
-        self.init_evals = self._count(self.name, "init_evals", init_evals, minimum=1)
-        self.max_evals = self._count(self.name, "max_evals", max_evals, minimum=self.init_evals)
-        self.gamma = self._positive(self.name, "gamma", gamma)
-        self.init_tries = self._count(self.name, "init_tries", init_tries, minimum=1)
-
-    def settings(self) -> tuple[dict[str, float], dict[str, Any]]:
-        return {"max_queries": self.max_queries, "init_evals": self.init_evals, "max_evals": self.max_evals,
-                "gamma": self.gamma, "init_tries": self.init_tries}, {}
+    params = {
+        "max_queries": MAX_QUERIES.but(doc="model queries per input (the paper: up to 25,000)"),
+        "init_evals": Param(100, (1, 10_000), (50, 50), "samples of the first gradient estimate", integer=True),
+        "max_evals": Param(1000, (1, 100_000), (500, 500), "most samples per gradient estimate", integer=True),
+        "gamma": Param(1.0, (1e-3, 1e3), None, "binary-search threshold theta = gamma / d^(3/2)"),
+        "init_tries": Param(50, (1, 10_000), (20, 20), "random uniform images tried as the start", integer=True),
+    }
 
     @classmethod
-    def perturb(cls, run: AttackRun, x: torch.Tensor, p: Params, **options: Any) -> torch.Tensor:
+    def check_values(cls, name: str, values: dict[str, Any], *, standalone: bool) -> None:
+        if standalone and values["max_evals"][0] < values["init_evals"][1]:  # a mutator's max_evals caps each estimate
+            raise UserError(f"{name}: max_evals must be >= init_evals, got {values['max_evals']!r} < {values['init_evals']!r}")
+
+    @classmethod
+    def perturb(cls, run: AttackRun, x: torch.Tensor, p: Params, **options: Any) -> tuple[torch.Tensor, Params]:
         b, shape = x.shape[0], x.shape[1:]
         lo, hi = run.bounds
         d = shape.numel()
@@ -206,36 +182,7 @@ class HopSkipJump(BlackBoxAttack):
             moved = idx[ok.cpu()]
             if len(moved):
                 x_adv[moved] = grouped_search(oracle, x, x_adv, moved, theta)
-        oracle.report()
-        return x_adv
+        return x_adv, oracle.outcomes()
 
 
-@register
-class HopSkipJumpMutator(BlackBoxMutator):
-    """HopSkipJump, L2 (Chen et al., 2020) as a mutator; decision-based (labels only).
-
-    Args:
-        max_queries: ``(lo, hi)`` query budget per input; default 300.
-        init_evals: ``(lo, hi)`` samples of the first gradient estimate; default 50.
-        max_evals: ``(lo, hi)`` most samples per estimate; default 500.
-        gamma: ``(lo, hi)`` binary-search threshold factor; default 1.0.
-        init_tries: ``(lo, hi)`` random starts tried; default 20.
-        targeted: ``"no"``, ``"next"`` or ``"random"`` (targeted starts are rarely found).
-
-    Records ``seed`` and, after the run, ``queries`` (model queries spent) per input.
-    """
-
-    name = "hopskipjump"
-    attack = HopSkipJump
-    schema = {
-        "max_queries": Range(1, 100_000, (300, 300), integer=True, doc="query budget per input"),
-        "init_evals": Range(1, 10_000, (50, 50), integer=True, doc="samples of the first gradient estimate"),
-        "max_evals": Range(1, 100_000, (500, 500), integer=True, doc="most samples per gradient estimate"),
-        "gamma": Range(1e-3, 1e3, (1.0, 1.0), doc="binary-search threshold: gamma / d^1.5"),
-        "init_tries": Range(1, 10_000, (20, 20), integer=True, doc="random uniform starts tried"),
-        "targeted": BlackBoxMutator.targeted_choice,
-    }
-
-    def draw(self, batch: int, rng: torch.Generator) -> Params:
-        keys = ("max_queries", "init_evals", "max_evals", "gamma", "init_tries")
-        return {**{k: self.uniform(k, batch, rng) for k in keys}, "seed": self.seeds(batch, rng)}
+HopSkipJumpMutator = as_mutator(HopSkipJump)

@@ -21,13 +21,11 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
 
-from neurofuzz.fuzzer.errors import UserError
-from neurofuzz.mutators.attacks.base import Attack, AttackMutator, AttackRun
+from neurofuzz.ground.errors import UserError
+from neurofuzz.mutators.attacks.base import Attack, AttackRun, Param, as_mutator
 from neurofuzz.mutators.attacks.logits import forward_logits, is_adversarial
-from neurofuzz.mutators.base import Choice, Params, Range
-from neurofuzz.mutators.registry import register
+from neurofuzz.mutators.base import Params
 
 PAIR_CHUNK = 1 << 22  # pair scores held at once (x 4 bytes, a few tensors)
 
@@ -55,15 +53,8 @@ def best_pairs(a: torch.Tensor, b: torch.Tensor, domain: torch.Tensor) -> tuple[
 class JSMA(Attack):
     """Jacobian-based saliency map attack (pairs of values), L0; targeted by default.
 
-    Args:
-        model: a Target or an ``nn.Module`` returning logits.
-        theta: change of each selected value (raw units; negative decreases); default 1.0.
-        gamma: largest fraction of the values changed, in (0, 1]; default 0.1.
-        targeted: default True (without ``target_labels``: the next class, ``(y + 1) mod n``);
-            False runs the untargeted extension.
-        bounds, seed: see :class:`~neurofuzz.mutators.attacks.base.Attack`.
-
-    Shapes: ``x`` float ``[B, C, H, W]`` in bounds, ``y`` int64 ``[B]`` -> ``x_adv`` like ``x``.
+    ``targeted`` defaults to True (without ``target_labels``: the next class, ``(y + 1) mod n``;
+    as a mutator: ``"random"``); False runs the untargeted extension.
 
     Example:
         >>> from neurofuzz.fuzzer.zoo import builtin_target, load_digits32
@@ -76,26 +67,17 @@ class JSMA(Attack):
 
     name = "jsma"
 
-    def __init__(
-        self,
-        model: nn.Module,
-        *,
-        theta: float = 1.0,
-        gamma: float = 0.1,
-        targeted: bool = True,
-        bounds: tuple[float, float] | None = None,
-        seed: int = 0,
-    ) -> None:
-        super().__init__(model, targeted=targeted, bounds=bounds, seed=seed)
-        self.theta = float(theta)
-        if self.theta == 0 or self.theta != self.theta or abs(self.theta) == float("inf"):
-            raise UserError(f"{self.name}: theta must be a finite non-zero number, got {theta!r}")
-        self.gamma = self._positive(self.name, "gamma", gamma)
-        if self.gamma > 1:
-            raise UserError(f"{self.name}: gamma is a fraction of the values, in (0, 1]; got {gamma!r}")
+    targeted_default = True
+    params = {
+        "theta": Param(1.0, (-1.0, 1.0), None, "change of each selected value (negative decreases)", scaled=True),
+        # as a mutator: DeepHunter's default L0 budget (2 % of the values), so that its mutants stay valid
+        "gamma": Param(0.1, (0.0, 1.0), (0.02, 0.02), "largest fraction of the values changed"),
+    }
 
-    def settings(self) -> tuple[dict[str, float], dict[str, Any]]:
-        return {"theta": self.theta, "gamma": self.gamma}, {}
+    @classmethod
+    def check_values(cls, name: str, values: dict[str, Any], *, standalone: bool) -> None:
+        if values["theta"] == (0.0, 0.0):
+            raise UserError(f"{name}: theta must be non-zero (the change of each selected value)")
 
     @classmethod
     def perturb(cls, run: AttackRun, x: torch.Tensor, p: Params, **options: Any) -> torch.Tensor:
@@ -136,25 +118,4 @@ class JSMA(Attack):
         return flat.view_as(x)
 
 
-@register
-class JSMAMutator(AttackMutator):
-    """JSMA (Papernot et al., 2016) as a mutator; deterministic, targeted by default.
-
-    Args:
-        theta: ``(lo, hi)`` change per selected value, fraction of the bounds' range (negative
-            decreases); default 1.0.
-        gamma: ``(lo, hi)`` largest fraction of values changed; default 0.05.
-        targeted: ``"random"`` (default), ``"next"`` or ``"no"`` (untargeted extension).
-    """
-
-    name = "jsma"
-    attack = JSMA
-    scaled = ("theta",)
-    schema = {
-        "theta": Range(-1.0, 1.0, (1.0, 1.0), doc="change per selected value (fraction of the range)"),
-        "gamma": Range(0.0, 1.0, (0.05, 0.05), doc="largest fraction of values changed"),
-        "targeted": Choice(("no", "next", "random"), "random", doc="no | next: (y+1) mod n | random: recorded per-input shift"),
-    }
-
-    def draw(self, batch: int, rng: torch.Generator) -> Params:
-        return {"theta": self.uniform("theta", batch, rng), "gamma": self.uniform("gamma", batch, rng)}
+JSMAMutator = as_mutator(JSMA)

@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import torch
 
-from neurofuzz.fuzzer.errors import UserError
-from neurofuzz.fuzzer.target import extract_logits
+from neurofuzz.ground.errors import UserError
+from neurofuzz.ground.target import extract_logits
 from neurofuzz.mutators.attacks.base import AttackRun
 
 

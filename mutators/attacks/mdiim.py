@@ -7,7 +7,7 @@ Before each forward pass, with probability ``prob``, the input is resized to a r
 with the lower bound (black). Xie et al. enlarge 299 -> [299, 330) and pad to 330; shrinking
 into the original canvas is the same transform up to one global rescale, and keeps the input
 size, so models with a fixed input size (LeNet-5) can be attacked. The gradient flows through
-the transform to the undiversified iterate.
+the transform to the undiversified iterate: MI-FGSM's iteration with another ``gradient`` hook.
 
 Randomness: the draws (apply?, size, offsets) are made once per step for a whole group of inputs
 sharing the same recorded ``(seed, resize_rate, prob)``; as a mutator these are drawn once per
@@ -23,13 +23,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from neurofuzz.fuzzer.errors import UserError
-from neurofuzz.mutators.attacks.base import AttackMutator, AttackRun
-from neurofuzz.mutators.attacks.mifgsm import MIFGSM, momentum_iterate
-from neurofuzz.mutators.base import Params, Range
-from neurofuzz.mutators.registry import register
+from neurofuzz.mutators.attacks.base import AttackRun, Param, as_mutator
+from neurofuzz.mutators.attacks.iterative import Iteration
+from neurofuzz.mutators.attacks.mifgsm import MIFGSM
+from neurofuzz.mutators.base import Params
 
 
 def _diverse(z: torch.Tensor, g: torch.Generator, rate: float, prob: float, fill: float) -> torch.Tensor:
@@ -71,17 +69,7 @@ def input_diversity(p: Params, fill: float) -> Callable[[torch.Tensor], torch.Te
 
 
 class MDIIM(MIFGSM):
-    """M-DI2-FGSM: MI-FGSM with input diversity, L-infinity.
-
-    Args:
-        model: a Target or an ``nn.Module`` returning logits.
-        eps: L-infinity radius (raw input units); default 0.3.
-        alpha: step size; default ``eps / steps``.
-        steps: iterations; default 10.
-        decay: momentum decay; default 1.0 (``decay=0`` gives DI2-FGSM).
-        resize_rate: smallest resize factor, in (0, 1]; default 0.9 (Xie et al.: 299/330).
-        prob: probability of transforming the input at each step; default 0.5.
-        targeted, bounds, seed: see :class:`~neurofuzz.mutators.attacks.base.Attack`.
+    """M-DI2-FGSM: MI-FGSM with input diversity, L-infinity (``decay=0`` gives DI2-FGSM).
 
     Example:
         >>> import torch
@@ -95,74 +83,22 @@ class MDIIM(MIFGSM):
 
     name = "mdiim"
     randomized = True
-
-    def __init__(
-        self,
-        model: nn.Module,
-        *,
-        eps: float = 0.3,
-        alpha: float | None = None,
-        steps: int = 10,
-        decay: float = 1.0,
-        resize_rate: float = 0.9,
-        prob: float = 0.5,
-        targeted: bool = False,
-        bounds: tuple[float, float] | None = None,
-        seed: int = 0,
-    ) -> None:
-        super().__init__(model, eps=eps, alpha=alpha, steps=steps, decay=decay, targeted=targeted, bounds=bounds, seed=seed)
-        if not 0.0 < float(resize_rate) <= 1.0:
-            raise UserError(f"{self.name}: resize_rate must be in (0, 1], got {resize_rate!r}")
-        if not 0.0 <= float(prob) <= 1.0:
-            raise UserError(f"{self.name}: prob must be in [0, 1], got {prob!r}")
-        self.resize_rate, self.prob = float(resize_rate), float(prob)
-
-    def settings(self) -> tuple[dict[str, float], dict[str, Any]]:
-        scalars, _ = super().settings()
-        return {**scalars, "resize_rate": self.resize_rate, "prob": self.prob}, {}
-
-    def seeds(self, batch: int, rng: torch.Generator) -> torch.Tensor:
-        # one seed for the whole batch: one transform per step (see the module docstring)
-        return super().seeds(1, rng).expand(batch).clone()
-
-    @classmethod
-    def perturb(cls, run: AttackRun, x: torch.Tensor, p: Params, **options: Any) -> torch.Tensor:
-        return momentum_iterate(run, x, p, input_diversity(p, fill=run.bounds[0]))
-
-
-@register
-class MDIIMMutator(AttackMutator):
-    """M-DI2-FGSM (Xie et al., 2019) as a mutator.
-
-    Args:
-        eps: ``(lo, hi)`` radius per input, fraction of the bounds' range; default (0.05, 0.3).
-        alpha: ``(lo, hi)`` step size per input; default 0.03.
-        steps: ``(lo, hi)`` iterations per input; default 10.
-        decay: ``(lo, hi)`` momentum decay per input; default 1.0.
-        resize_rate: ``(lo, hi)`` smallest resize factor, drawn once per batch; default 0.9.
-        prob: ``(lo, hi)`` transform probability, drawn once per batch; default 0.5.
-        targeted: ``"no"``, ``"next"`` or ``"random"``.
-    """
-
-    name = "mdiim"
-    attack = MDIIM
-    schema = {
-        "eps": Range(0.0, 1.0, (0.05, 0.3), doc="L-inf radius"),
-        "alpha": Range(0.0, 1.0, (0.03, 0.03), doc="step size"),
-        "steps": Range(0, 1000, (10, 10), integer=True, doc="iterations"),
-        "decay": Range(0.0, 10.0, (1.0, 1.0), doc="momentum decay factor"),
-        "resize_rate": Range(0.05, 1.0, (0.9, 0.9), doc="smallest resize factor (per batch)"),
-        "prob": Range(0.0, 1.0, (0.5, 0.5), doc="probability of the diversity transform (per batch)"),
-        "targeted": AttackMutator.targeted_choice,
+    batch_seed = True  # one transform per step for the whole batch (see the module docstring)
+    params = {
+        **MIFGSM.params,
+        "resize_rate": Param(0.9, (0.05, 1.0), None, "smallest resize factor (Xie et al.: 299/330)", per_batch=True),
+        "prob": Param(0.5, (0.0, 1.0), None, "probability of the diversity transform at each step", per_batch=True),
     }
 
-    def draw(self, batch: int, rng: torch.Generator) -> Params:
-        per_batch = {k: self.uniform(k, 1, rng).expand(batch).clone() for k in ("resize_rate", "prob")}
-        return {
-            "eps": self.uniform("eps", batch, rng),
-            "alpha": self.uniform("alpha", batch, rng),
-            "steps": self.uniform("steps", batch, rng),
-            "decay": self.uniform("decay", batch, rng),
-            **per_batch,
-            "seed": self.seeds(1, rng).expand(batch).clone(),
-        }
+    @classmethod
+    def begin(cls, run: AttackRun, x: torch.Tensor, p: Params, options: dict[str, Any]) -> Iteration:
+        s = super().begin(run, x, p, options)
+        s.transform = input_diversity(p, fill=run.bounds[0])
+        return s
+
+    @classmethod
+    def gradient(cls, s: Iteration, x_adv: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+        return s.run.grad(x_adv, s.transform)
+
+
+MDIIMMutator = as_mutator(MDIIM)

@@ -13,7 +13,9 @@ confident model, so that differences of ``sigma``-close queries round to zero) i
 ``x_{t+1} = clip(x + clip(x_t + alpha * sign(g) - x, -eps, eps))`` and one query of the new
 iterate, which stops the input as soon as it is adversarial. Each step costs ``2 n + 1`` queries
 (plus one for ``x`` itself at the start); an input stops when the next step would exceed
-``max_queries``. ``||x_adv - x||_inf <= eps`` always.
+``max_queries``. ``||x_adv - x||_inf <= eps`` always. The loop is the shared L-inf iteration of
+:mod:`~neurofuzz.mutators.attacks.iterative`: only the ``gradient`` (estimated, for the inputs
+still running) and the stopping rule (adversarial, or out of budget) are NES's own.
 """
 
 from __future__ import annotations
@@ -21,12 +23,11 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
 
-from neurofuzz.mutators.attacks.base import AttackRun, project_linf, view4
-from neurofuzz.mutators.attacks.blackbox import QUERY_CHUNK, BlackBoxAttack, BlackBoxMutator, QueryOracle, rows
-from neurofuzz.mutators.base import Params, Range, per_input_generators
-from neurofuzz.mutators.registry import register
+from neurofuzz.mutators.attacks.base import EPS, AttackRun, Param, as_mutator
+from neurofuzz.mutators.attacks.blackbox import MAX_QUERIES, QUERY_CHUNK, BlackBoxAttack, QueryOracle, rows
+from neurofuzz.mutators.attacks.iterative import IterativeAttack, Iteration
+from neurofuzz.mutators.base import Params, per_input_generators
 
 
 def nes_gradient(
@@ -57,20 +58,8 @@ def nes_gradient(
     return torch.einsum("kn,knchw->kchw", weight, u)
 
 
-class NES(BlackBoxAttack):
+class NES(IterativeAttack, BlackBoxAttack):
     """NES gradient estimation (antithetic Gaussian samples) with PGD-Linf steps; score-based.
-
-    Args:
-        model: a Target or an ``nn.Module`` returning logits (only its logits are used).
-        eps: L-infinity radius (raw input units); default 0.3 (digits).
-        alpha: PGD step size; default 0.05.
-        sigma: search variance of the Gaussian samples (raw units); default 0.001 (Ilyas et al.).
-        samples: antithetic pairs per estimate (``2 * samples`` queries); default 20.
-        max_queries: model queries per input, >= 1; default 1000.
-        targeted, bounds, seed: see :class:`~neurofuzz.mutators.attacks.base.Attack`.
-
-    Shapes: ``x`` float ``[B, C, H, W]`` in bounds, ``y`` int64 ``[B]`` -> ``x_adv`` like ``x``;
-    ``attack.last_queries`` int64 ``[B]``.
 
     Example:
         >>> import torch
@@ -83,87 +72,42 @@ class NES(BlackBoxAttack):
     """
 
     name = "nes"
-
-    def __init__(
-        self,
-        model: nn.Module,
-        *,
-        eps: float = 0.3,
-        alpha: float = 0.05,
-        sigma: float = 0.001,
-        samples: int = 20,
-        max_queries: int = 1000,
-        targeted: bool = False,
-        bounds: tuple[float, float] | None = None,
-        seed: int = 0,
-    ) -> None:
-        super().__init__(model, targeted=targeted, bounds=bounds, seed=seed)
-        self.eps = self._positive(self.name, "eps", eps, zero_ok=True)
-        self.alpha = self._positive(self.name, "alpha", alpha)
-        self.sigma = self._positive(self.name, "sigma", sigma)
-        self.samples = self._count(self.name, "samples", samples, minimum=1)
-        self.max_queries = self._budget(self.name, max_queries)
-
-    def settings(self) -> tuple[dict[str, float], dict[str, Any]]:
-        scalars = {"eps": self.eps, "alpha": self.alpha, "sigma": self.sigma, "samples": self.samples}
-        return {**scalars, "max_queries": self.max_queries}, {}
-
-    @classmethod
-    def perturb(cls, run: AttackRun, x: torch.Tensor, p: Params, **options: Any) -> torch.Tensor:
-        b = x.shape[0]
-        oracle = QueryOracle(run, p["max_queries"].long())
-        gens = per_input_generators(p["seed"])
-        eps, alpha, sigma = view4(p["eps"], x), view4(p["alpha"], x), p["sigma"].to(x.device, x.dtype)
-        n_pairs = p["samples"].long()
-        x_adv, everyone = x.clone(), torch.arange(b)
-        done = oracle.decide(x, everyone)
-        while True:
-            idx = rows(~done.cpu() & (oracle.remaining() >= 2 * n_pairs + 1) & (p["eps"] > 0))
-            if not len(idx):
-                break
-            per = max(1, QUERY_CHUNK // (2 * int(n_pairs[idx].max())))  # bounds the memory
-            g = torch.cat([nes_gradient(oracle, x_adv[part], part, n_pairs[part], sigma[part], gens, run.bounds)
-                           for part in idx.split(per)])
-            step = torch.addcmul(x_adv[idx], alpha[idx], g.sign())
-            x_adv[idx] = project_linf(step, x[idx], eps[idx], run.bounds)
-            done[idx.to(done.device)] = oracle.decide(x_adv[idx], idx)
-        oracle.report()
-        return x_adv
-
-
-@register
-class NESMutator(BlackBoxMutator):
-    """NES gradient estimation + PGD-Linf (Ilyas et al., 2018) as a mutator; black-box (logits).
-
-    Args:
-        eps: ``(lo, hi)`` radius per input, fraction of the bounds' range; default (0.05, 0.3).
-        alpha: ``(lo, hi)`` step size per input, same units; default 0.05.
-        sigma: ``(lo, hi)`` sampling standard deviation, same units; default 0.001.
-        samples: ``(lo, hi)`` antithetic pairs per estimate; default 10.
-        max_queries: ``(lo, hi)`` query budget per input; default 500.
-        targeted: ``"no"``, ``"next"`` or ``"random"``.
-
-    Records ``seed`` and, after the run, ``queries`` (model queries spent) per input.
-    """
-
-    name = "nes"
-    attack = NES
-    scaled = ("eps", "alpha", "sigma")
-    schema = {
-        "eps": Range(0.0, 1.0, (0.05, 0.3), doc="L-inf radius"),
-        "alpha": Range(0.0, 1.0, (0.05, 0.05), doc="step size"),
-        "sigma": Range(1e-6, 1.0, (0.001, 0.001), doc="sampling standard deviation"),
-        "samples": Range(1, 1000, (10, 10), integer=True, doc="antithetic pairs per gradient estimate"),
-        "max_queries": Range(1, 100_000, (500, 500), integer=True, doc="query budget per input"),
-        "targeted": BlackBoxMutator.targeted_choice,
+    params = {
+        "eps": EPS,
+        "alpha": Param(0.05, (0.0, 1.0), None, "PGD step size", scaled=True),
+        "sigma": Param(0.001, (1e-6, 1.0), None, "standard deviation of the samples (Ilyas et al.)", scaled=True),
+        "samples": Param(20, (1, 1000), (10, 10), "antithetic pairs per estimate (2 queries each)", integer=True),
+        "max_queries": MAX_QUERIES.but(draw=(500, 500)),
     }
 
-    def draw(self, batch: int, rng: torch.Generator) -> Params:
-        return {
-            "eps": self.uniform("eps", batch, rng),
-            "alpha": self.uniform("alpha", batch, rng),
-            "sigma": self.uniform("sigma", batch, rng),
-            "samples": self.uniform("samples", batch, rng),
-            "max_queries": self.uniform("max_queries", batch, rng),
-            "seed": self.seeds(batch, rng),
-        }
+    @classmethod
+    def begin(cls, run: AttackRun, x: torch.Tensor, p: Params, options: dict[str, Any]) -> Iteration:
+        s = super().begin(run, x, p, options)
+        s.oracle, s.gens = QueryOracle(run, p["max_queries"].long()), per_input_generators(p["seed"])
+        s.sigma, s.pairs = p["sigma"].to(x.device, x.dtype), p["samples"].long()
+        s.done = s.oracle.decide(x, torch.arange(x.shape[0])).cpu()
+        return s
+
+    @classmethod
+    def active(cls, s: Iteration, t: int) -> torch.Tensor:
+        return ~s.done & (s.oracle.remaining() >= 2 * s.pairs + 1) & (s.p["eps"] > 0)
+
+    @classmethod
+    def gradient(cls, s: Iteration, x_adv: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+        idx, g = rows(active), torch.zeros_like(x_adv)
+        per = max(1, QUERY_CHUNK // (2 * int(s.pairs[idx].max())))  # bounds the memory
+        g[idx.to(x_adv.device)] = torch.cat([nes_gradient(s.oracle, x_adv[part], part, s.pairs[part], s.sigma[part], s.gens,
+                                                          s.run.bounds) for part in idx.split(per)])
+        return g
+
+    @classmethod
+    def after_step(cls, s: Iteration, x_adv: torch.Tensor, active: torch.Tensor) -> None:
+        idx = rows(active)
+        s.done[idx] = s.oracle.decide(x_adv[idx.to(x_adv.device)], idx).cpu()
+
+    @classmethod
+    def finish(cls, s: Iteration, x_adv: torch.Tensor) -> tuple[torch.Tensor, Params]:
+        return x_adv, s.oracle.outcomes()
+
+
+NESMutator = as_mutator(NES)

@@ -18,25 +18,14 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
 
-from neurofuzz.mutators.attacks.base import AttackRun, l2_norms
-from neurofuzz.mutators.attacks.blackbox import BlackBoxAttack, BlackBoxMutator, QueryOracle, draw, rows
-from neurofuzz.mutators.base import Params, Range, per_input_generators
-from neurofuzz.mutators.registry import register
+from neurofuzz.mutators.attacks.base import AttackRun, Param, as_mutator, l2_norms
+from neurofuzz.mutators.attacks.blackbox import MAX_QUERIES, BlackBoxAttack, QueryOracle, draw, rows
+from neurofuzz.mutators.base import Params, per_input_generators
 
 
 class SaltAndPepper(BlackBoxAttack):
     """Salt-and-pepper noise of increasing density; decision-based, minimises the L2 distance.
-
-    Args:
-        model: a Target or an ``nn.Module`` returning logits (only the arg-max is used).
-        steps: densities per sweep, >= 1; default 50.
-        max_queries: model queries per input, >= 1; default 200.
-        targeted, bounds, seed: see :class:`~neurofuzz.mutators.attacks.base.Attack`.
-
-    Shapes: ``x`` float ``[B, C, H, W]`` in bounds, ``y`` int64 ``[B]`` -> ``x_adv`` like ``x``;
-    ``attack.last_queries`` int64 ``[B]``.
 
     Example:
         >>> import torch
@@ -51,25 +40,13 @@ class SaltAndPepper(BlackBoxAttack):
 
     name = "salt_pepper"
 
-    def __init__(
-        self,
-        model: nn.Module,
-        *,
-        steps: int = 50,
-        max_queries: int = 200,
-        targeted: bool = False,
-        bounds: tuple[float, float] | None = None,
-        seed: int = 0,
-    ) -> None:
-        super().__init__(model, targeted=targeted, bounds=bounds, seed=seed)
-        self.steps = self._count(self.name, "steps", steps, minimum=1)
-        self.max_queries = self._budget(self.name, max_queries)
-
-    def settings(self) -> tuple[dict[str, float], dict[str, Any]]:
-        return {"steps": self.steps, "max_queries": self.max_queries}, {}
+    params = {
+        "steps": Param(50, (1, 10_000), None, "noise densities per sweep", integer=True),
+        "max_queries": MAX_QUERIES.but(default=200, draw=(100, 100)),
+    }
 
     @classmethod
-    def perturb(cls, run: AttackRun, x: torch.Tensor, p: Params, **options: Any) -> torch.Tensor:
+    def perturb(cls, run: AttackRun, x: torch.Tensor, p: Params, **options: Any) -> tuple[torch.Tensor, Params]:
         b, (c, h, w) = x.shape[0], x.shape[1:]
         lo, hi = run.bounds
         oracle = QueryOracle(run, p["max_queries"].long())
@@ -92,33 +69,7 @@ class SaltAndPepper(BlackBoxAttack):
             best[idx[better]], best_norm[idx[better]] = cand[better.to(x.device)], norm[better]
             q_max[idx[adv]] = q[adv.to(x.device)].flatten().cpu()  # the next sweep searches below
             step[idx] = torch.where(adv | (step[idx] + 1 >= steps[idx]), 0, step[idx] + 1)
-        oracle.report()
-        return best
+        return best, oracle.outcomes()
 
 
-@register
-class SaltAndPepperMutator(BlackBoxMutator):
-    """Salt-and-pepper noise attack (Foolbox; Rauber et al., 2017) as a mutator; decision-based.
-
-    Args:
-        steps: ``(lo, hi)`` densities per sweep; default 50.
-        max_queries: ``(lo, hi)`` query budget per input; default 100.
-        targeted: ``"no"``, ``"next"`` or ``"random"``.
-
-    Records ``seed`` and, after the run, ``queries`` (model queries spent) per input.
-    """
-
-    name = "salt_pepper"
-    attack = SaltAndPepper
-    schema = {
-        "steps": Range(1, 10_000, (50, 50), integer=True, doc="noise densities per sweep"),
-        "max_queries": Range(1, 100_000, (100, 100), integer=True, doc="query budget per input"),
-        "targeted": BlackBoxMutator.targeted_choice,
-    }
-
-    def draw(self, batch: int, rng: torch.Generator) -> Params:
-        return {
-            "steps": self.uniform("steps", batch, rng),
-            "max_queries": self.uniform("max_queries", batch, rng),
-            "seed": self.seeds(batch, rng),
-        }
+SaltAndPepperMutator = as_mutator(SaltAndPepper)

@@ -18,13 +18,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
 
-from neurofuzz.fuzzer.errors import UserError
-from neurofuzz.mutators.attacks.base import AttackRun, project_linf, view4
-from neurofuzz.mutators.attacks.blackbox import BlackBoxAttack, BlackBoxMutator, QueryOracle, draw, rows
-from neurofuzz.mutators.base import Params, Range, per_input_generators
-from neurofuzz.mutators.registry import register
+from neurofuzz.mutators.attacks.base import EPS, AttackRun, Param, as_mutator, project_linf, view4
+from neurofuzz.mutators.attacks.blackbox import MAX_QUERIES, BlackBoxAttack, QueryOracle, draw, rows
+from neurofuzz.mutators.base import Params, per_input_generators
 
 _HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
 
@@ -40,17 +37,6 @@ def square_fraction(p_init: torch.Tensor, it: int, n_iters: torch.Tensor) -> tor
 class Square(BlackBoxAttack):
     """Square attack (score-based random search), L-infinity.
 
-    Args:
-        model: a Target or an ``nn.Module`` returning logits (only its logits are used).
-        eps: L-infinity radius (raw input units); default 0.3 (digits).
-        max_queries: model queries per input, >= 1; default 1000.
-        p_init: initial fraction of pixels changed per step, in (0, 1]; default 0.3 (for small
-            images; the paper uses 0.05 on ImageNet).
-        targeted, bounds, seed: see :class:`~neurofuzz.mutators.attacks.base.Attack`.
-
-    Shapes: ``x`` float ``[B, C, H, W]`` in bounds, ``y`` int64 ``[B]`` -> ``x_adv`` like ``x``;
-    ``attack.last_queries`` int64 ``[B]``.
-
     Example:
         >>> import torch
         >>> from neurofuzz.fuzzer.zoo import builtin_target, load_digits32
@@ -63,29 +49,14 @@ class Square(BlackBoxAttack):
 
     name = "square"
 
-    def __init__(
-        self,
-        model: nn.Module,
-        *,
-        eps: float = 0.3,
-        max_queries: int = 1000,
-        p_init: float = 0.3,
-        targeted: bool = False,
-        bounds: tuple[float, float] | None = None,
-        seed: int = 0,
-    ) -> None:
-        super().__init__(model, targeted=targeted, bounds=bounds, seed=seed)
-        self.eps = self._positive(self.name, "eps", eps, zero_ok=True)
-        self.max_queries = self._budget(self.name, max_queries)
-        self.p_init = self._positive(self.name, "p_init", p_init)
-        if self.p_init > 1:
-            raise UserError(f"{self.name}: p_init must be in (0, 1], got {p_init!r}")
-
-    def settings(self) -> tuple[dict[str, float], dict[str, Any]]:
-        return {"eps": self.eps, "max_queries": self.max_queries, "p_init": self.p_init}, {}
+    params = {
+        "eps": EPS,
+        "max_queries": MAX_QUERIES,
+        "p_init": Param(0.3, (0.001, 1.0), None, "initial fraction of the pixels per square (the paper: 0.05 on ImageNet)"),
+    }
 
     @classmethod
-    def perturb(cls, run: AttackRun, x: torch.Tensor, p: Params, **options: Any) -> torch.Tensor:
+    def perturb(cls, run: AttackRun, x: torch.Tensor, p: Params, **options: Any) -> tuple[torch.Tensor, Params]:
         b, c, h, w = x.shape
         budget = p["max_queries"].long()
         oracle = QueryOracle(run, budget)
@@ -119,36 +90,7 @@ class Square(BlackBoxAttack):
             better = new_loss < loss[sel]
             keep = sel[better.cpu()]
             x_best[keep], loss[keep], done[keep] = cand[better], new_loss[better], new_done[better]
-        oracle.report()
-        return x_best
+        return x_best, oracle.outcomes()
 
 
-@register
-class SquareMutator(BlackBoxMutator):
-    """Square attack, L-infinity (Andriushchenko et al., 2020) as a mutator; black-box (logits).
-
-    Args:
-        eps: ``(lo, hi)`` radius per input, fraction of the bounds' range; default (0.05, 0.3).
-        max_queries: ``(lo, hi)`` query budget per input; default 300.
-        p_init: ``(lo, hi)`` initial fraction of changed pixels; default 0.3.
-        targeted: ``"no"``, ``"next"`` or ``"random"``.
-
-    Records ``seed`` and, after the run, ``queries`` (model queries spent) per input.
-    """
-
-    name = "square"
-    attack = Square
-    schema = {
-        "eps": Range(0.0, 1.0, (0.05, 0.3), doc="L-inf radius"),
-        "max_queries": Range(1, 100_000, (300, 300), integer=True, doc="query budget per input"),
-        "p_init": Range(0.001, 1.0, (0.3, 0.3), doc="initial fraction of pixels per square"),
-        "targeted": BlackBoxMutator.targeted_choice,
-    }
-
-    def draw(self, batch: int, rng: torch.Generator) -> Params:
-        return {
-            "eps": self.uniform("eps", batch, rng),
-            "max_queries": self.uniform("max_queries", batch, rng),
-            "p_init": self.uniform("p_init", batch, rng),
-            "seed": self.seeds(batch, rng),
-        }
+SquareMutator = as_mutator(Square)

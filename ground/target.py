@@ -7,11 +7,11 @@ The wrapped module is put in eval mode and moved to the target's device.
 Example::
 
     >>> import torch
-    >>> from neurofuzz.fuzzer import Target
-    >>> from neurofuzz.fuzzer.zoo import LeNet5
-    >>> t = Target(LeNet5(), bounds=(0.0, 1.0))
-    >>> t(torch.zeros(2, 1, 32, 32)).shape
-    torch.Size([2, 10])
+    >>> from neurofuzz.ground import Target
+    >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    >>> t = Target(net, bounds=(0.0, 1.0))
+    >>> t(torch.zeros(2, 1, 4, 4)).shape
+    torch.Size([2, 3])
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from neurofuzz.fuzzer.errors import UserError
+from neurofuzz.ground.devices import check_bounds, resolve_device
+from neurofuzz.ground.errors import UserError
 
 
 def _as_channel_tensor(v: float | Sequence[float] | None, name: str) -> torch.Tensor | None:
@@ -83,13 +84,11 @@ class Target(nn.Module):
         device: str | torch.device | None = None,
     ) -> None:
         super().__init__()
-        lo, hi = float(bounds[0]), float(bounds[1])
-        if not lo < hi:
-            raise UserError(f"bounds must satisfy lower < upper, got {bounds!r}")
+        lo, hi = check_bounds(bounds)
         if device is None:
             p = next(module.parameters(), None)
             device = p.device if p is not None else torch.device("cpu")
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.module = module.to(self.device)
         self.train(False)
         self.bounds = (lo, hi)
@@ -122,22 +121,58 @@ class Target(nn.Module):
         return torch.cat(outs) if outs else torch.empty(0, dtype=torch.long)
 
     @torch.no_grad()
-    def probe(self, x: torch.Tensor) -> torch.Tensor:
-        """Run the model once on a small batch and turn any failure into a :class:`UserError`
-        (wrong input shape, a model that raises, logits of the wrong shape). Returns the logits."""
+    def probe(self, x: torch.Tensor, *, finite: bool = True) -> torch.Tensor:
+        """Run the model once on a small batch (one or two seeds) and turn any failure into a
+        :class:`UserError`: wrong input shape, a model that raises, logits that are not
+        ``[B, n_classes]``, and (``finite=True``) NaN or Inf logits. Returns the logits; their
+        ``shape[1]`` is the number of classes (see :meth:`n_classes`)."""
         try:
             logits = self(x.to(self.device))
         except UserError:
             raise
         except Exception as e:  # noqa: BLE001 - any model failure is reported in one line
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            msg = " ".join(str(e).split())
             raise UserError(
                 f"the model raised {type(e).__name__} on inputs of shape {list(x.shape)}: {msg[:200]}; "
                 "check that the seeds match the model's input shape"
             ) from None
-        if logits.dim() != 2 or logits.shape[0] != x.shape[0]:
+        if logits.dim() != 2 or logits.shape[0] != x.shape[0] or logits.shape[1] < 1:
             raise UserError(f"the model returned shape {list(logits.shape)} for {x.shape[0]} inputs; it must return logits [B, n_classes]")
+        if finite and not torch.isfinite(logits).all():
+            raise UserError(f"the model returns NaN or Inf logits on inputs of shape {list(x.shape)}; "
+                            "fix the model (or its weights, or --mean/--std) before testing it")
         return logits
+
+    def n_classes(self, x: torch.Tensor) -> int:
+        """The number of classes: one checked forward pass (:meth:`probe`) on ``x[:2]``."""
+        return int(self.probe(x[:2]).shape[1])
 
     def hash(self) -> str:
         return model_hash(self.module)
+
+
+def check_labels(y: object, n_classes: int, *, what: str = "seed") -> None:
+    """Refuse labels that are not classes of the model: integers in ``[0, n_classes)``.
+
+    ``y`` is any 1-D integer array or tensor (or a list); ``what`` names the inputs in the
+    message (``"seed"``, ``"entry"``). Example::
+
+        >>> check_labels(torch.tensor([0, 2, 1]), 3)
+        >>> check_labels([0, 3], 3)
+        Traceback (most recent call last):
+        ...
+        neurofuzz.ground.errors.UserError: label 3 of seed 1 is not a class of the model, which has 3 classes (0..2); 1 label(s) are out of range: fix the labels (or the class folder names)
+    """
+    try:
+        t = torch.as_tensor(y)
+    except (TypeError, ValueError, RuntimeError):
+        raise UserError(f"labels must be a 1-D integer array, got {type(y).__name__}") from None
+    if t.dtype.is_floating_point or t.dtype == torch.bool or t.is_complex() or t.dim() > 1:
+        raise UserError(f"labels must be a 1-D integer array, got shape {tuple(t.shape)} dtype {t.dtype}")
+    t = t.flatten().to(torch.int64) if t.dtype != torch.uint64 else t.flatten()
+    bad = ((t < 0) | (t >= n_classes)).nonzero().flatten()
+    if len(bad):
+        i = int(bad[0])
+        raise UserError(f"label {int(t[i])} of {what} {i} is not a class of the model, which has {n_classes} classes "
+                        f"(0..{n_classes - 1}); {len(bad)} label(s) are out of range: fix the labels "
+                        "(or the class folder names)")

@@ -1,0 +1,140 @@
+"""Typed campaign statistics: the one definition that the loop, the monitor, the CLI, the
+evaluators and ``status --json`` read.
+
+* :class:`MutatorStats` — per mutator: mutants made, inputs retained, failing mutants.
+* :class:`Counters` — the monotonic counters a campaign checkpoints (with each batch commit).
+* :class:`CampaignStats` — what ``fuzzer_stats`` says at one moment: counters, rates, coverage,
+  status. :meth:`CampaignStats.to_flat` gives the ``key : value`` lines (numbers as numbers;
+  ``per_mutator`` as one JSON line) and :meth:`CampaignStats.from_flat` is the only parser of them.
+
+Example::
+
+    >>> s = CampaignStats(iterations=3, mutants=96, coverage={"nc": 0.5},
+    ...                   per_mutator={"blur": MutatorStats(96, 4, 1)})
+    >>> flat = s.to_flat()
+    >>> flat["cov_nc"], flat["per_mutator"]
+    (0.5, '{"blur": [96, 4, 1]}')
+    >>> CampaignStats.from_flat(flat).per_mutator["blur"].retained
+    4
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class MutatorStats:
+    mutants: int = 0
+    retained: int = 0
+    failures: int = 0  # failing mutants
+
+    @property
+    def yield_(self) -> float:
+        """(retained + failures + 1) / (mutants + 2): the adaptive mutator choice's weight."""
+        return (self.retained + self.failures + 1) / (self.mutants + 2)
+
+
+@dataclass
+class Counters:
+    """Counters of a campaign; all grow monotonically over its life (kills and resumes included)."""
+
+    iterations: int = 0
+    mutants: int = 0
+    valid: int = 0
+    invalid: int = 0
+    retained: int = 0
+    failing: int = 0  # distinct failing mutants (a mutant flagged by two oracles counts once)
+    failures_total: dict[str, int] = field(default_factory=dict)
+    failures_stored: dict[str, int] = field(default_factory=dict)
+    elapsed: float = 0.0  # campaign time (seconds) at the moment these counters were taken
+    last_find: float = 0.0  # campaign time of the last retained input
+    per_mutator: dict[str, MutatorStats] = field(default_factory=dict)
+
+    def mutator(self, name: str) -> MutatorStats:
+        return self.per_mutator.setdefault(name, MutatorStats())
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["per_mutator"] = {k: [m.mutants, m.retained, m.failures] for k, m in self.per_mutator.items()}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Counters":
+        d = dict(d)
+        pm = d.pop("per_mutator", {}) or {}
+        known = {f.name for f in dataclasses.fields(cls)}
+        c = cls(**{k: v for k, v in d.items() if k in known})
+        c.per_mutator = {str(k): MutatorStats(*(int(n) for n in v)) for k, v in pm.items()}
+        return c
+
+
+@dataclass
+class CampaignStats:
+    """One snapshot of a campaign, as written to ``fuzzer_stats``."""
+
+    status: str = ""
+    pid: int = 0
+    neurofuzz_version: str = ""
+    run_time: float = 0.0
+    iterations: int = 0
+    mutants: int = 0
+    valid_mutants: int = 0
+    invalid_mutants: int = 0
+    mutants_per_sec: float = 0.0
+    queue_size: int = 0
+    retained: int = 0
+    failing_mutants: int = 0
+    failures_total: int = 0
+    failures_stored: int = 0
+    seconds_since_last_find: float = 0.0
+    failures: dict[str, int] = field(default_factory=dict)  # oracle -> failures counted
+    coverage: dict[str, float] = field(default_factory=dict)  # metric -> value in [0, 1]
+    per_mutator: dict[str, MutatorStats] = field(default_factory=dict)
+
+    PLOT_COLUMNS = ("run_time", "iterations", "mutants", "queue_size", "failures_total", "failures_stored")
+
+    def to_flat(self) -> dict[str, Any]:
+        """``fuzzer_stats`` items: scalars, ``failures_<oracle>``, ``cov_<metric>``, ``per_mutator``."""
+        out: dict[str, Any] = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                               if f.name not in ("failures", "coverage", "per_mutator")}
+        out.update({f"failures_{k}": v for k, v in self.failures.items()})
+        out.update({f"cov_{k}": v for k, v in self.coverage.items()})
+        out["per_mutator"] = json.dumps({k: [m.mutants, m.retained, m.failures] for k, m in self.per_mutator.items()})
+        return out
+
+    def plot_row(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.PLOT_COLUMNS} | {f"cov_{k}": v for k, v in self.coverage.items()}
+
+    @classmethod
+    def from_flat(cls, d: Mapping[str, Any]) -> "CampaignStats":
+        """Inverse of :meth:`to_flat`; values may be strings (an old or hand-edited file)."""
+        scalars = {f.name: f for f in dataclasses.fields(cls) if f.name not in ("failures", "coverage", "per_mutator")}
+        s = cls()
+        for k, v in d.items():
+            if k in scalars:
+                typ = type(getattr(s, k))
+                try:
+                    setattr(s, k, typ(float(v)) if typ is int else typ(v))
+                except (TypeError, ValueError):
+                    pass  # a damaged value reads as its default
+            elif k.startswith("cov_"):
+                s.coverage[k[4:]] = float(v)
+            elif k.startswith("failures_"):
+                s.failures[k[9:]] = int(float(v))
+            elif k == "per_mutator" and v:
+                try:
+                    pm = json.loads(v) if isinstance(v, str) else v
+                    s.per_mutator = {str(n): MutatorStats(*(int(x) for x in c)) for n, c in pm.items()}
+                except (ValueError, TypeError):
+                    pass
+        return s
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["per_mutator"] = {k: dataclasses.asdict(m) for k, m in self.per_mutator.items()}
+        return d
