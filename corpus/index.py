@@ -59,8 +59,9 @@ def _where(**filters: Any) -> tuple[str, tuple[Any, ...]]:
 class EntryIndex:
     """An open connection to a campaign's ``index.sqlite`` (not thread-safe: the store locks)."""
 
-    def __init__(self, conn: sqlite3.Connection, campaign: Path, present: set[str]) -> None:
+    def __init__(self, conn: sqlite3.Connection, campaign: Path, present: set[str], writer: bool = False) -> None:
         self.conn = conn
+        self._writer = writer
         self.campaign = campaign
         self._select = ", ".join(n if n in present else f"NULL AS {n}" for n in NAMES)
 
@@ -75,6 +76,7 @@ class EntryIndex:
             conn.executescript(
                 "BEGIN;" + SCHEMA + f"INSERT INTO meta VALUES ('format_version', '{FORMAT_VERSION}');COMMIT;"
             )
+            conn.execute("PRAGMA journal_mode=DELETE")  # at rest: one file (see close)
         finally:
             conn.close()
 
@@ -118,9 +120,18 @@ class EntryIndex:
         except BaseException:
             conn.close()
             raise
-        return cls(conn, campaign, present)
+        return cls(conn, campaign, present, writer=not readonly)
 
     def close(self) -> None:
+        """Close; a writer first leaves WAL mode, so a campaign at rest is the single file
+        ``index.sqlite`` and read-only opens (status, export, replay) create no file in it.
+        (While a writer runs, or after a kill, the ``-wal``/``-shm`` files exist and readers use
+        them.) If a reader holds the database at that moment, the WAL files simply stay."""
+        try:
+            if not self.conn.execute("PRAGMA query_only").fetchone()[0] and self._writer:
+                self.conn.execute("PRAGMA journal_mode=DELETE")
+        except sqlite3.Error:
+            pass
         self.conn.close()
 
     # ------------------------------------------------------------------ transactions

@@ -155,21 +155,22 @@ class Campaign:
         checkpoint are re-read from disk, so nothing that was saved is lost. ``budget`` (if given)
         replaces the recorded budget."""
         resources = {"reference": reference, **(resources or {})}
+        with CampaignStore.open(path, readonly=True) as ro:  # a refused resume touches nothing
+            setup, has_profile = ro.setup, ro.has_state("profile")
+        if not has_profile:
+            raise UserError(f"campaign {path} has no neuron profile (state/profile.pt is missing); "
+                            "restore it from a backup or start anew with --force")
+        check_resume_target(setup, target, path)
+        if setup.get("input_shape"):
+            logits = target.probe(torch.zeros(1, *setup["input_shape"]))
+            if setup.get("n_classes") not in (None, logits.shape[1]):
+                raise UserError(f"campaign {path} was run with a model of {setup['n_classes']} classes; "
+                                f"this model has {logits.shape[1]}: resume it with the recorded model")
+        config = FuzzConfig.from_dict(setup["config"])
+        if budget is not None:
+            config.budget = budget
         store = CampaignStore.open(path)
         try:
-            setup = store.setup
-            config = FuzzConfig.from_dict(setup["config"])
-            if budget is not None:
-                config.budget = budget
-            check_resume_target(setup, target, path)
-            if setup.get("input_shape"):
-                logits = target.probe(torch.zeros(1, *setup["input_shape"]))
-                if setup.get("n_classes") not in (None, logits.shape[1]):
-                    raise UserError(f"campaign {path} was run with a model of {setup['n_classes']} classes; "
-                                    f"this model has {logits.shape[1]}: resume it with the recorded model")
-            if not store.has_state("profile"):
-                raise UserError(f"campaign {path} has no neuron profile (state/profile.pt is missing); "
-                                "restore it from a backup or start anew with --force")
             profile = NeuronProfile.from_state_dict(store.load_state("profile"))
             suite = CoverageSuite.default(target, profile, config.metrics)
             fz = cls(target, suite, config, store, resources=resources, monitor=monitor, extra_oracles=extra_oracles)

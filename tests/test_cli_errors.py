@@ -415,7 +415,6 @@ def test_bad_arguments_give_one_line(case, ctx, capsys):
     assert not ctx.new.exists(), "a refused command left output behind"
 
 
-@pytest.mark.xfail(strict=False, reason="corpus: a read-only open of the index leaves index.sqlite-wal/-shm behind")
 @pytest.mark.parametrize("argv", [["status", "{camp}"], ["export", "{camp}", "--out", "{tmp}/c.npz"],
                                   ["replay", "{camp}", "--which", "failures"]], ids=["status", "export", "replay"])
 def test_reading_a_campaign_leaves_no_files(campaign, tmp_path, capsys, argv):
