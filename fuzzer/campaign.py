@@ -261,6 +261,7 @@ class Campaign:
                 self.scheduler.add(e.id, gain=self.loop.priority(e.gains), root=e.root)
                 if e.parent is not None and e.parent in self.scheduler:
                     self.scheduler.credit(e.parent, 1)
+        self.scheduler.retain(set(self.queue.entries))  # entries deleted since the checkpoint
         with self.suite:
             for i in range(0, len(later), 256):
                 self.suite.commit(self.suite.evaluate(self.queue.images(later[i : i + 256]).to(self.target.device)))
@@ -285,6 +286,7 @@ class Campaign:
         if not force and now - self._last_stats < self.config.stats_interval:
             return
         self._last_stats = now
+        self.store.sync()  # what fuzzer_stats reports as found is on disk before it says so
         with self.store.batch():  # counters on disk first: the plot can never run ahead of them
             self._record_counters()
         st = self.stats(status)

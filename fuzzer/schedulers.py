@@ -85,6 +85,24 @@ class Scheduler:
     def __contains__(self, entry_id: int) -> bool:
         return entry_id in self._pos
 
+    def retain(self, keep: set[int]) -> int:
+        """Drop the entries whose ids are not in ``keep`` (e.g. deleted from the store after the
+        checkpoint was taken); an entry whose root was dropped becomes its own group. Returns
+        how many were dropped."""
+        idx = [k for k, i in enumerate(self.ids) if i in keep]
+        dropped = len(self.ids) - len(idx)
+        if dropped:
+            new_pos = {k: j for j, k in enumerate(idx)}
+            n = len(idx)
+            buf = torch.zeros(4, max(16, 2 * n), dtype=torch.float64)
+            buf[:, :n] = self._buf[:, torch.tensor(idx, dtype=torch.long)]
+            buf[3, :n] = torch.tensor([float(new_pos.get(int(self._buf[3, k]), j)) for j, k in enumerate(idx)],
+                                      dtype=torch.float64)
+            self.ids = [self.ids[k] for k in idx]
+            self._pos = {i: j for j, i in enumerate(self.ids)}
+            self._buf = buf
+        return dropped
+
     def credit(self, entry_id: int, n_found: int) -> None:
         """Record that mutants of ``entry_id`` were retained ``n_found`` times."""
         if entry_id in self._pos:

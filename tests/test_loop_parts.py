@@ -184,3 +184,17 @@ def test_registry_build_rejects_unknown_parameters():
         build_oracles([{"name": "misclassified", "bogus": 1}])
     with pytest.raises(UserError, match="unknown oracle 'nope'; choose from"):
         build_oracles(["nope"])
+
+
+def test_scheduler_retain_drops_deleted_entries_and_regroups():
+    s = build_scheduler("power")
+    s.add(1, root=1, gain=1.0)
+    s.add(2, root=1, gain=2.0)
+    s.add(3, root=3, gain=3.0)
+    s.add(4, root=3, gain=4.0)
+    assert s.retain({2, 3, 4}) == 1
+    assert s.ids == [2, 3, 4] and 1 not in s
+    assert s.group.tolist() == [0, 1, 1]  # 2 lost its root: its own group; 4 still in 3's
+    assert s.gain.tolist() == [2.0, 3.0, 4.0]
+    assert all(eid in {2, 3, 4} for eid, _ in s.plan(3, 4, torch.Generator().manual_seed(0)))
+    assert s.retain({2, 3, 4}) == 0

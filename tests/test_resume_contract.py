@@ -247,3 +247,19 @@ def test_after_kill_status_says_crashed_and_counters_never_run_backwards(capsys,
     for key in ("run_time", "iterations", "mutants", "failures_total"):
         vals = [float(r[key]) for r in rows]
         assert vals == sorted(vals), f"plot_data {key} runs backwards: {vals}"
+
+
+def test_a_damaged_queue_file_is_reported_by_id_and_deleting_it_lets_the_campaign_resume(capsys, tmp_path):
+    camp = tmp_path / "camp"
+    assert _run(capsys, "fuzz", "--out", camp, "--iterations", "3", "--quiet", "--mutators", "gaussian_noise")[0] == 0
+    with CampaignStore.open(camp, readonly=True) as s:
+        victim = max((e for e in s.entries("queue") if e.parent is not None), key=lambda e: e.id)
+    arr = np.load(victim.path)
+    arr[0, 0, 0] = np.nan
+    np.save(victim.path, arr)
+    rc, _, err = _run(capsys, "fuzz", "--out", camp, "--resume", "--iterations", "1", "--quiet")
+    assert rc == 2 and f"entry {victim.id}" in err and err.count("\n") == 1, err
+    with CampaignStore.open(camp, verify=False) as s:  # what the message says to do
+        s.delete([victim.id], descendants=True)
+    rc, _, err = _run(capsys, "fuzz", "--out", camp, "--resume", "--iterations", "2", "--quiet")
+    assert rc == 0, err
