@@ -359,7 +359,8 @@ def check_resume_target(setup: dict[str, Any], target: Target, path: Any) -> Non
     for key, what in names.items():
         if key in setup and setup[key] != now[key]:
             model = f" (model {setup['model']!r})" if setup.get("model") else ""
-            raise UserError(f"campaign {path} was run with {what} {setup[key]!r}{model}, not {now[key]!r}; "
+            rec = "none" if setup[key] is None else repr(setup[key])
+            raise UserError(f"campaign {path} was run with {what} {rec}{model}, not {now[key]!r}; "
                             "resume it with the recorded value (or leave the option out) or start a new campaign")
 
 
