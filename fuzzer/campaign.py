@@ -208,7 +208,7 @@ class Campaign:
                                            extra={"seed_index": i + j, "ref": "self", "affine_used": False})
                         if e.duplicate:
                             continue
-                        self.queue.add(QueueEntry(e.id, label, e.id, pred, e.id, False, []), xi)
+                        self.queue.add(QueueEntry(e.id, label, e.id, pred, e.id, False), xi)
                         self.scheduler.add(e.id, gain=self.loop.priority(gains), root=e.id)
                         self.loop.max_id = max(self.loop.max_id, e.id)
                         kept += 1
@@ -255,7 +255,7 @@ class Campaign:
             ref = e.id if r == "self" else r if isinstance(r, int) else e.root
             root_pred = e.pred if e.root == e.id else self.queue[e.root].root_pred if e.root in self.queue \
                 else self.store.get(e.root).pred
-            self.queue.add(QueueEntry(e.id, e.label, e.root, root_pred, ref, bool(ex.get("affine_used")), e.chain))
+            self.queue.add(QueueEntry(e.id, e.label, e.root, root_pred, ref, bool(ex.get("affine_used")), len(e.chain)))
             if e.id > last_id:  # retained after the checkpoint: the scheduler and coverage learn it now
                 later.append(e.id)
                 self.scheduler.add(e.id, gain=self.loop.priority(e.gains), root=e.root)

@@ -196,11 +196,15 @@ class FuzzLoop:
         gains = {n: g[stored].tolist() for n, g in ev.gains.items()}
         brow = rows[stored].tolist()
         retained = failing = 0
+        chains: dict[int, list] = {}  # parent id -> its chain, read from the index once per iteration
         with self.store.batch():
             for j, row in enumerate(brow):
                 g = batch.groups[int(batch.group[row])]
                 m, parent = self.mutators[g.mutator], self.queue[batch.seed_ids[int(batch.slot[row])]]
-                chain = parent.chain + [{"mutator": m.name, "params": g.res.params_of(row - g.first), "config": m.config}]
+                if parent.id not in chains:
+                    chains[parent.id] = self.store.get(parent.id).chain if parent.depth else []
+                chain = chains[parent.id] + [{"mutator": m.name, "params": g.res.params_of(row - g.first),
+                                              "config": m.config}]
                 gj = {n: vals[j] for n, vals in gains.items()}
                 if keep[j]:
                     retained += self._retain_one(x[j], parent, chain, m, preds[j], gj)
@@ -245,7 +249,7 @@ class FuzzLoop:
         self.max_id = max(self.max_id, e.id)
         if e.duplicate:
             return 0
-        self.queue.add(parent.child(e.id, chain, affine=affine), x)
+        self.queue.add(parent.child(e.id, affine=affine), x)
         self.scheduler.add(e.id, gain=self.priority(gains), root=parent.root)
         self.scheduler.credit(parent.id, 1)
         self.counters.mutator(m.name).retained += 1

@@ -1,7 +1,8 @@
 """The fuzz queue: one record per retained input, images on disk behind a bounded cache.
 
 A :class:`QueueEntry` is the one record of a queue entry the loop keeps in memory: its lineage
-(label, root seed and the root's prediction, mutation chain), its validity reference (the id of
+(label, root seed and the root's prediction, depth; the mutation chain itself stays in the
+store's index and is read when a child is stored), its validity reference (the id of
 the entry whose image is the lineage's reference: the root, or the lineage's affine mutant) and
 whether the lineage has used its affine mutation. The scheduler keeps its per-entry columns under
 the same id. The image itself lives in the campaign store; :class:`ImageCache` keeps the most
@@ -19,26 +20,28 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 
-@dataclass
+@dataclass(slots=True)
 class QueueEntry:
+    """About 100 bytes per entry: nothing that grows with the lineage is kept in memory."""
+
     id: int
     label: int
     root: int
     root_pred: int
     ref: int  # entry whose image is this lineage's validity reference
     affine_used: bool
-    chain: list[dict[str, Any]] = field(default_factory=list)
+    depth: int = 0  # length of the mutation chain (0 for a seed)
 
-    def child(self, eid: int, chain: list[dict[str, Any]], *, affine: bool) -> "QueueEntry":
+    def child(self, eid: int, *, affine: bool) -> "QueueEntry":
         """Record of a retained mutant ``eid`` of this entry; an affine mutant is its own reference."""
         return QueueEntry(eid, self.label, self.root, self.root_pred, eid if affine else self.ref,
-                          self.affine_used or affine, chain)
+                          self.affine_used or affine, self.depth + 1)
 
     def extra(self) -> dict[str, Any]:
         """What the store keeps beside the lineage to rebuild this record on resume."""
