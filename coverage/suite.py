@@ -43,8 +43,11 @@ from neurofuzz.coverage.recorder import ActivationRecorder
 from neurofuzz.coverage.snac import SNAC
 from neurofuzz.coverage.tknc import TKNC
 from neurofuzz.ground.errors import UserError
+from neurofuzz.ground.registry import Registry
 
-METRICS = {"nc": NC, "tknc": TKNC, "kmnc": KMNC, "nbc": NBC, "snac": SNAC}
+METRICS: Registry[CoverageMetric] = Registry("coverage metric")
+for _cls in (NC, TKNC, KMNC, NBC, SNAC):
+    METRICS.register(_cls)
 _NEEDS_PROFILE = {"kmnc", "nbc", "snac"}
 _PARAMS = {"nc": {"threshold", "scaled"}, "tknc": {"k"}, "kmnc": {"k"}, "nbc": {"std_widen"}, "snac": {"std_widen"}}
 DEFAULT_SPEC: dict[str, dict[str, Any]] = {

@@ -14,32 +14,22 @@ from __future__ import annotations
 from typing import Any
 
 from neurofuzz.ground.errors import UserError
+from neurofuzz.ground.registry import Registry
 from neurofuzz.mutators.base import Mutator
 
-_REGISTRY: dict[str, type[Mutator]] = {}
-
-
-def register(cls: type[Mutator]) -> type[Mutator]:
-    """Class decorator: make ``cls`` available under ``cls.name``."""
-    if not cls.name:
-        raise TypeError(f"{cls.__name__} has no name")
-    old = _REGISTRY.get(cls.name)
-    if old is not None and old is not cls and (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
-        raise TypeError(f"mutator name {cls.name!r} registered twice ({old.__module__} and {cls.__module__})")
-    _REGISTRY[cls.name] = cls
-    return cls
+MUTATORS: Registry[Mutator] = Registry("mutator")
+register = MUTATORS.register  # class decorator: make ``cls`` available under ``cls.name``
 
 
 def available(kind: str | None = None) -> list[str]:
     """Registered mutator names (optionally only those of one ``kind``), sorted."""
-    return sorted(n for n, c in _REGISTRY.items() if kind is None or c.kind == kind)
+    return sorted(n for n in MUTATORS if kind is None or MUTATORS[n].kind == kind)
 
 
 def get(name: str) -> type[Mutator]:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise UserError(f"unknown mutator {name!r}; available: {', '.join(available())}") from None
+    if name not in MUTATORS:  # the names sorted, not in registration order as Registry.get lists them
+        raise UserError(f"unknown mutator {name!r}; available: {', '.join(available())}")
+    return MUTATORS[name]
 
 
 def create(name: str, **config: Any) -> Mutator:

@@ -1,0 +1,190 @@
+"""Campaign commands: ``demo``, ``fuzz`` (new or ``--resume``) and ``status``."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from neurofuzz.fuzzer.commands.options import (budget_from, is_builtin, model_args, model_record, reference_from,
+                                               seeds_from, target_from)
+from neurofuzz.ground.errors import UserError
+
+
+def format_summary(summary: dict, start: dict | None = None) -> str:
+    lines = [f"campaign {summary['path']} stopped ({summary['stop_reason'] or 'done'}) after "
+             f"{summary['run_time']:.1f} s: {summary['iterations']} iterations, {summary['mutants']} mutants "
+             f"({summary['mutants_per_sec']:.0f}/s), {summary['invalid_mutants']} rejected as invalid"]
+    for k, v in summary.items():
+        if k.startswith("cov_"):
+            before = f"{start[k[4:]]:.4f} -> " if start and k[4:] in start else ""
+            lines.append(f"  {k[4:]:<6} {before}{v:.4f}")
+    fails = ", ".join(f"{k[9:]} {v}" for k, v in summary.items()
+                      if k.startswith("failures_") and k not in ("failures_total", "failures_stored"))
+    lines.append(f"  queue {summary['queue_size']} inputs ({summary['retained']} found), failures: {fails} "
+                 f"({summary['failures_stored']} stored)")
+    lines.append(f"results: {summary['path']}  (neurofuzz status {summary['path']}; neurofuzz export {summary['path']} --out corpus.npz)")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- demo
+def demo_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="neurofuzz-demo", help="parent folder of the demo campaigns (default ./neurofuzz-demo)")
+    p.add_argument("--time", type=float, default=30.0, help="seconds to fuzz (default 30)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no live status")
+
+
+def demo_run(args: argparse.Namespace) -> int:
+    import time
+
+    from neurofuzz.fuzzer.campaign import Campaign
+    from neurofuzz.fuzzer.config import Budget, FuzzConfig
+    from neurofuzz.fuzzer.monitor import Monitor
+    from neurofuzz.fuzzer.zoo import builtin_target, load_digits32
+
+    if not 0 < args.time < float("inf"):
+        raise UserError(f"--time must be a number of seconds > 0, got {args.time}")
+    out = Path(args.out) / time.strftime("run-%Y%m%d-%H%M%S")
+    target = builtin_target()
+    x, y = load_digits32("test")
+    x_train, _ = load_digits32("train")
+    cfg = FuzzConfig(seed=args.seed, budget=Budget(seconds=args.time))
+    print(f"neurofuzz demo: LeNet-5 on digits, {len(x)} seeds, {len(cfg.mutators)} natural mutators, "
+          f"{args.time:g} s -> {out}", flush=True)
+    fz = Campaign.create(out, target, x, y, cfg, profile_data=x_train,
+                       monitor=None if args.quiet else Monitor(interval=5.0), setup_extra={"command": "demo"})
+    start = fz.suite.values()
+    try:
+        summary = fz.run()
+    finally:
+        fz.close()
+    print(format_summary(summary, start))
+    return 128 + fz.signal if fz.signal else 0
+
+
+# ---------------------------------------------------------------------------- fuzz
+def fuzz_args(p: argparse.ArgumentParser) -> None:
+    model_args(p)
+    p.add_argument("--seeds", help=".npz (x, y), .npy (with --labels) or image folder DIR/<label>/*.png "
+                                   "(default: digits test split for builtin)")
+    p.add_argument("--labels", help=".npy labels for .npy seeds")
+    p.add_argument("--profile", help="neuron profile from `neurofuzz profile` (default: the training split for "
+                                     "the builtin model, else the seeds themselves)")
+    p.add_argument("--out", required=True, help="campaign directory")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="continue the campaign in --out")
+    mode.add_argument("--force", action="store_true", help="delete the campaign in --out and start anew")
+    p.add_argument("--config", help="TOML campaign config (mutators, metrics, scheduler, oracles, budget)")
+    p.add_argument("--seed", type=int, help="RNG seed (overrides the config)")
+    p.add_argument("--time", type=float, help="budget in seconds")
+    p.add_argument("--iterations", type=int, help="budget in iterations")
+    p.add_argument("--mutants", type=int, help="budget in mutants")
+    p.add_argument("--plateau", type=float, help="stop after this many seconds without a retained input")
+    p.add_argument("--mutators", help="comma-separated mutator names (default parameters; overrides the config)")
+    p.add_argument("--reference-model", help="second model for the disagreement oracle (same forms as --model)")
+    p.add_argument("--reference-weights", help="state_dict of the reference model")
+    p.add_argument("--quiet", action="store_true", help="no status output")
+
+
+def fuzz_run(args: argparse.Namespace) -> int:
+    from neurofuzz.fuzzer.monitor import Monitor
+
+    monitor = None if args.quiet else Monitor()
+    budget = budget_from(args)
+    fz = _resumed(args, monitor, budget) if args.resume else _created(args, monitor, budget)
+    try:
+        summary = fz.run()
+    finally:
+        fz.close()
+    print(format_summary(summary))
+    if fz.signal:
+        print(f"neurofuzz: stopped by signal {fz.signal} after a checkpoint; continue with "
+              f"neurofuzz fuzz --out {args.out} --resume", file=sys.stderr)
+        return 128 + fz.signal
+    return 0
+
+
+def _resumed(args: argparse.Namespace, monitor, budget):
+    """The campaign in --out, reopened with its recorded setup (only budgets may change)."""
+    from neurofuzz.corpus import CampaignStore
+    from neurofuzz.fuzzer.campaign import Campaign, resume_options
+
+    fixed = [f"--{n}" for n in ("config", "seed", "mutators", "seeds", "labels", "profile")
+             if getattr(args, n) is not None]
+    if fixed:
+        raise UserError(f"{', '.join(fixed)} cannot change on --resume (the campaign keeps its setup); "
+                        "give only budgets, or start a new campaign")
+    with CampaignStore.open(args.out, readonly=True) as store:
+        setup = store.setup
+    given = {k: getattr(args, k) for k in ("model", "weights", "mean", "std", "bounds")}
+    for k, v in resume_options(setup, given).items():
+        setattr(args, k, v)
+    target = target_from(args)
+    reference = reference_from(args)
+    return Campaign.resume(args.out, target, reference=reference, monitor=monitor, budget=budget)
+
+
+def _created(args: argparse.Namespace, monitor, budget):
+    """A new campaign in --out from the config file and the options that override it."""
+    from neurofuzz.coverage import NeuronProfile
+    from neurofuzz.fuzzer.campaign import Campaign
+    from neurofuzz.fuzzer.config import FuzzConfig
+
+    target = target_from(args)
+    reference = reference_from(args)
+    cfg = FuzzConfig.from_toml(args.config) if args.config else FuzzConfig()
+    overrides: dict = {}
+    if budget is not None:
+        overrides["budget"] = budget
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    if args.mutators:
+        overrides["mutators"] = [{"name": n.strip()} for n in args.mutators.split(",") if n.strip()]
+    if reference is not None and "disagreement" not in cfg.oracle_names():
+        overrides["oracles"] = [*cfg.oracles, {"name": "disagreement"}]
+    cfg = dataclasses.replace(cfg, **overrides) if overrides else cfg
+    x, y = seeds_from(args, target.bounds)
+    profile = NeuronProfile.load(args.profile) if args.profile else None
+    profile_data = None
+    if profile is None and is_builtin(args.model):
+        from neurofuzz.fuzzer.zoo import load_digits32
+
+        profile_data = load_digits32("train")[0]  # the built-in model's training data
+    return Campaign.create(args.out, target, x, y, cfg, profile=profile, profile_data=profile_data,
+                           force=args.force, reference=reference, monitor=monitor,
+                           setup_extra={"command": "fuzz", **model_record(args), "seeds": args.seeds})
+
+
+# ---------------------------------------------------------------------------- status
+def status_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dir", help="campaign directory")
+    p.add_argument("--json", action="store_true")
+
+
+def status_run(args: argparse.Namespace) -> int:
+    from neurofuzz.corpus import CampaignStore, campaign_status
+    from neurofuzz.fuzzer.stats import CampaignStats
+
+    with CampaignStore.open(args.dir, readonly=True) as store:
+        raw = store.read_stats()
+        status = campaign_status(store)
+        counts = {"queue": store.count("queue"), "failures": store.count("failure")}
+    stats = CampaignStats.from_flat(raw)
+    stats.status = status  # a killed writer reads "crashed (pid N not running)", not "running"
+    if args.json:
+        print(json.dumps({"status": status, "stats": stats.to_dict() if raw else {}, "stored": counts}, indent=2))
+        return 0
+    if not raw:
+        print(f"{args.dir}: no stats yet (the campaign has not reported)")
+    flat = {k: v for k, v in stats.to_flat().items() if k != "per_mutator"} if raw else {"status": status}
+    w = max(len(k) for k in [*flat, "stored", "per mutator"])
+    for k, v in flat.items():
+        print(f"{k:<{w}} : {v}")
+    if stats.per_mutator:
+        print(f"{'per mutator':<{w}} : " + ", ".join(f"{n} {m.mutants}/{m.retained}/{m.failures}"
+                                                   for n, m in stats.per_mutator.items()) + " (mutants/retained/failing)")
+    print(f"{'stored':<{w}} : {counts['queue']} queue, {counts['failures']} failures")
+    return 0
