@@ -261,7 +261,7 @@ class Campaign:
                 self.scheduler.add(e.id, gain=self.loop.priority(e.gains), root=e.root)
                 if e.parent is not None and e.parent in self.scheduler:
                     self.scheduler.credit(e.parent, 1)
-        self.scheduler.retain(set(self.queue.entries))  # entries deleted since the checkpoint
+        self.scheduler.retain(set(self.queue.ids()))  # entries deleted since the checkpoint
         with self.suite:
             for i in range(0, len(later), 256):
                 self.suite.commit(self.suite.evaluate(self.queue.images(later[i : i + 256]).to(self.target.device)))

@@ -23,12 +23,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 
 @dataclass(slots=True)
 class QueueEntry:
-    """About 100 bytes per entry: nothing that grows with the lineage is kept in memory."""
+    """One queue entry's record (built on demand from the queue's columns)."""
 
     id: int
     label: int
@@ -84,27 +85,65 @@ class ImageCache:
         return x
 
 
+class IdColumns:
+    """Integer columns indexed by entry id (ids are SQLite's, dense and increasing), grown by
+    doubling: 8 bytes per id and column, no Python object per entry. ``-1`` marks an absent id in
+    column 0."""
+
+    def __init__(self, n_cols: int) -> None:
+        self.data = np.full((n_cols, 1024), -1, dtype=np.int64)
+
+    def __contains__(self, eid: object) -> bool:
+        return isinstance(eid, (int, np.integer)) and 0 <= eid < self.data.shape[1] and self.data[0, eid] != -1
+
+    def set(self, eid: int, values: tuple[int, ...]) -> None:
+        if eid >= self.data.shape[1]:
+            grown = np.full((self.data.shape[0], max(2 * self.data.shape[1], eid + 1)), -1, dtype=np.int64)
+            grown[:, : self.data.shape[1]] = self.data
+            self.data = grown
+        self.data[:, eid] = values
+
+    def get(self, eid: int) -> np.ndarray:
+        if eid not in self:
+            raise KeyError(eid)
+        return self.data[:, eid]
+
+    def ids(self) -> np.ndarray:
+        return np.flatnonzero(self.data[0] != -1)
+
+
 class Queue:
-    """Queue entries by id, with their images behind an :class:`ImageCache`."""
+    """Queue entries by id: their records in :class:`IdColumns` (about 50 bytes per entry), their
+    images behind an :class:`ImageCache`. ``queue[eid]`` builds the :class:`QueueEntry`."""
+
+    FIELDS = ("root", "label", "root_pred", "ref", "affine_used", "depth")
 
     def __init__(self, load: Callable[[int], torch.Tensor], cache_mb: float = 256.0) -> None:
-        self.entries: dict[int, QueueEntry] = {}
+        self._cols = IdColumns(len(self.FIELDS))
+        self._n = 0
         self.cache = ImageCache(load, cache_mb)
 
     def __len__(self) -> int:
-        return len(self.entries)
+        return self._n
 
     def __contains__(self, eid: object) -> bool:
-        return eid in self.entries
+        return eid in self._cols
 
     def __getitem__(self, eid: int) -> QueueEntry:
-        return self.entries[eid]
+        root, label, root_pred, ref, affine_used, depth = (int(v) for v in self._cols.get(eid))
+        return QueueEntry(eid, label, root, root_pred, ref, bool(affine_used), depth)
+
+    def ids(self) -> list[int]:
+        return [int(i) for i in self._cols.ids()]
 
     def values(self) -> Iterable[QueueEntry]:
-        return self.entries.values()
+        return (self[i] for i in self.ids())
 
     def add(self, entry: QueueEntry, x: torch.Tensor | None = None) -> None:
-        self.entries[entry.id] = entry
+        if entry.id not in self._cols:
+            self._n += 1
+        self._cols.set(entry.id, (entry.root, entry.label, entry.root_pred, entry.ref, int(entry.affine_used),
+                                  entry.depth))
         if x is not None:
             self.cache.put(entry.id, x)
 

@@ -33,11 +33,14 @@ Example::
 
 from __future__ import annotations
 
+from array import array
+
 from typing import Any
 
 import torch
 
 from neurofuzz.ground.errors import UserError
+from neurofuzz.fuzzer.queue import IdColumns
 from neurofuzz.ground.registry import Registry
 
 
@@ -46,51 +49,59 @@ class Scheduler:
 
     def __init__(self, *, stratify: bool = True) -> None:
         self.stratify = bool(stratify)
-        self.ids: list[int] = []
-        self._pos: dict[int, int] = {}
+        self._ids = array("q")  # entry id of each row (8 bytes per entry, no Python int objects)
+        self._pos = IdColumns(1)  # entry id -> row
         # rows: picks, found, gain, group (position of the entry's root); grown by doubling
         self._buf = torch.zeros(4, 16, dtype=torch.float64)
 
     @property
     def picks(self) -> torch.Tensor:
-        return self._buf[0, : len(self.ids)]
+        return self._buf[0, : len(self._ids)]
 
     @property
     def found(self) -> torch.Tensor:
-        return self._buf[1, : len(self.ids)]
+        return self._buf[1, : len(self._ids)]
 
     @property
     def gain(self) -> torch.Tensor:
-        return self._buf[2, : len(self.ids)]
+        return self._buf[2, : len(self._ids)]
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self._ids)
 
     @property
     def group(self) -> torch.Tensor:
-        return self._buf[3, : len(self.ids)].long()
+        return self._buf[3, : len(self._ids)].long()
 
     def add(self, entry_id: int, *, gain: float = 0.0, root: int | None = None) -> None:
         """Add a queue entry; ``root`` is its root seed's id (None or unknown: its own group)."""
         if entry_id in self._pos:
             return
-        n = len(self.ids)
+        n = len(self._ids)
         if n == self._buf.shape[1]:
             self._buf = torch.cat([self._buf, torch.zeros_like(self._buf)], 1)
-        self._pos[entry_id] = n
-        self.ids.append(entry_id)
-        g = self._pos.get(root, n) if root is not None else n
+        self._pos.set(entry_id, (n,))
+        self._ids.append(entry_id)
+        g = self._row(root) if root is not None and root in self._pos else n
         self._buf[:, n] = torch.tensor([0.0, 0.0, float(gain), float(g)], dtype=torch.float64)
+
+    @property
+    def ids(self) -> list[int]:
+        """Entry ids in row order."""
+        return list(self._ids)
 
     def __contains__(self, entry_id: int) -> bool:
         return entry_id in self._pos
+
+    def _row(self, entry_id: int) -> int:
+        return int(self._pos.get(entry_id)[0])
 
     def retain(self, keep: set[int]) -> int:
         """Drop the entries whose ids are not in ``keep`` (e.g. deleted from the store after the
         checkpoint was taken); an entry whose root was dropped becomes its own group. Returns
         how many were dropped."""
-        idx = [k for k, i in enumerate(self.ids) if i in keep]
-        dropped = len(self.ids) - len(idx)
+        idx = [k for k, i in enumerate(self._ids) if i in keep]
+        dropped = len(self._ids) - len(idx)
         if dropped:
             new_pos = {k: j for j, k in enumerate(idx)}
             n = len(idx)
@@ -98,24 +109,24 @@ class Scheduler:
             buf[:, :n] = self._buf[:, torch.tensor(idx, dtype=torch.long)]
             buf[3, :n] = torch.tensor([float(new_pos.get(int(self._buf[3, k]), j)) for j, k in enumerate(idx)],
                                       dtype=torch.float64)
-            self.ids = [self.ids[k] for k in idx]
-            self._pos = {i: j for j, i in enumerate(self.ids)}
+            self._ids = array("q", (self._ids[k] for k in idx))
+            self._reindex()
             self._buf = buf
         return dropped
 
     def credit(self, entry_id: int, n_found: int) -> None:
         """Record that mutants of ``entry_id`` were retained ``n_found`` times."""
         if entry_id in self._pos:
-            self.found[self._pos[entry_id]] += n_found
+            self.found[self._row(entry_id)] += n_found
 
     def weights(self) -> torch.Tensor:
-        return torch.ones(len(self.ids), dtype=torch.float64)
+        return torch.ones(len(self._ids), dtype=torch.float64)
 
     def energy(self, idx: torch.Tensor) -> torch.Tensor:
         return torch.ones(len(idx), dtype=torch.float64)
 
     def plan(self, n_seeds: int, n_mutants: int, rng: torch.Generator) -> list[tuple[int, int]]:
-        if not self.ids:
+        if not self._ids:
             raise UserError("the queue is empty: no seed to fuzz")
         if int(n_seeds) < 1 or int(n_mutants) < 1:
             raise UserError(f"plan needs n_seeds >= 1 and n_mutants >= 1, got {n_seeds} and {n_mutants}")
@@ -127,7 +138,7 @@ class Scheduler:
             s = torch.zeros_like(w).index_add_(0, g, w)[g]
             w = torch.where(is_root, torch.ones_like(w), w / s.clamp_min(1e-300))
             w = torch.where(is_root & (s == 0), 2 * torch.ones_like(w), w)
-        idx = torch.multinomial(w, n_seeds, replacement=len(self.ids) < n_seeds, generator=rng)
+        idx = torch.multinomial(w, n_seeds, replacement=len(self._ids) < n_seeds, generator=rng)
         e = self.energy(idx)
         total = n_seeds * n_mutants
         alloc = torch.floor(e / e.sum() * total).long().clamp_min(1)
@@ -144,22 +155,27 @@ class Scheduler:
                 diff += 1
             j += 1
         self.picks.index_add_(0, idx, torch.ones(len(idx), dtype=torch.float64))
-        return [(self.ids[int(i)], int(a)) for i, a in zip(idx, alloc)]
+        return [(self._ids[int(i)], int(a)) for i, a in zip(idx, alloc)]
+
+    def _reindex(self) -> None:
+        self._pos = IdColumns(1)
+        for row, eid in enumerate(self._ids):
+            self._pos.set(eid, (row,))
 
     def config(self) -> dict[str, Any]:
         return {"stratify": self.stratify}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "config": self.config(), "ids": list(self.ids),
+        return {"name": self.name, "config": self.config(), "ids": list(self._ids),
                 "picks": self.picks.clone(), "found": self.found.clone(), "gain": self.gain.clone(),
-                "group": self._buf[3, : len(self.ids)].clone()}
+                "group": self._buf[3, : len(self._ids)].clone()}
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
         if d.get("name") != self.name:
             raise UserError(f"stored scheduler is {d.get('name')!r}, configured {self.name!r}; resume with the same config")
-        self.ids = [int(i) for i in d["ids"]]
-        self._pos = {i: k for k, i in enumerate(self.ids)}
-        n = len(self.ids)
+        self._ids = array("q", (int(i) for i in d["ids"]))
+        self._reindex()
+        n = len(self._ids)
         self._buf = torch.zeros(4, max(16, 2 * n), dtype=torch.float64)
         self._buf[0, :n], self._buf[1, :n], self._buf[2, :n] = d["picks"], d["found"], d["gain"]
         self._buf[3, :n] = d["group"] if "group" in d else torch.arange(n, dtype=torch.float64)

@@ -4,6 +4,7 @@ in-memory store: no campaign directory, no profile from data."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import pytest
@@ -86,7 +87,7 @@ def test_validate_applies_the_pixel_rule_and_affine_once():
     ok = loop.validate(b)
     assert not ok[:4].any()  # heavy noise on every pixel: rejected by Linf and L0
     assert ok[4:].all()  # first affine mutation of the lineage: accepted without the pixel rule
-    loop.queue.entries[2].affine_used = True
+    loop.queue.add(dataclasses.replace(loop.queue[2], affine_used=True))
     assert not loop.validate(b)[4:].any()  # second affine mutation: rejected
 
 
@@ -138,7 +139,7 @@ def test_adaptive_choice_prefers_the_mutator_that_yields():
 
 def test_uniform_choice_and_affine_exclusion():
     loop = _loop([{"name": "translate"}, {"name": "contrast"}], mutator_choice="uniform")
-    loop.queue.entries[1].affine_used = True
+    loop.queue.add(dataclasses.replace(loop.queue[1], affine_used=True))
     assert {loop.pick_mutator(loop.queue[1]) for _ in range(50)} == {1}
     assert {loop.pick_mutator(loop.queue[2]) for _ in range(200)} == {0, 1}
 
@@ -198,3 +199,14 @@ def test_scheduler_retain_drops_deleted_entries_and_regroups():
     assert s.gain.tolist() == [2.0, 3.0, 4.0]
     assert all(eid in {2, 3, 4} for eid, _ in s.plan(3, 4, torch.Generator().manual_seed(0)))
     assert s.retain({2, 3, 4}) == 0
+
+
+def test_queue_records_are_columns_not_objects():
+    q = Queue(lambda eid: torch.zeros(1, 2, 2), cache_mb=1)
+    for i in range(1, 20001):
+        q.add(QueueEntry(i, i % 10, 1, 3, 1 if i % 2 else i, bool(i % 2), i % 5))
+    assert len(q) == 20000 and 20001 not in q and 0 not in q
+    assert q[7] == QueueEntry(7, 7, 1, 3, 1, True, 2) and q[8].ref == 8 and not q[8].affine_used
+    assert q._cols.data.nbytes / len(q) <= 6 * 8 * 2  # six int64 columns, at most doubled capacity
+    with pytest.raises(KeyError):
+        q[20001]
