@@ -16,8 +16,9 @@ the old ones, whatever their kind. The time budget is checked between mutation g
 ``ATTACK_GROUP`` mutants of an attack), so ``--time T`` overshoots by at most one group's time
 plus one forward pass of the batch.
 
-Counters are recorded in the store's index with every batch of entries and every stats report,
-so ``fuzzer_stats`` and ``plot_data`` never run backwards after a kill.
+Counters are recorded in the store's index (one transaction) before every stats report and at
+every checkpoint, and a resume starts from them, so ``fuzzer_stats`` and ``plot_data`` never run
+backwards after a kill.
 
 Example::
 
@@ -93,7 +94,6 @@ class Campaign:
         self.loop = FuzzLoop(target=target, suite=suite, config=config, mutators=mutators, scheduler=self.scheduler,
                              oracles=oracles, queue=self.queue, store=store, counters=self.counters, rng=self.rng,
                              clock=self.campaign_time)
-        self.loop.on_commit = self._record_counters
         self._t0 = time.monotonic()
         self._session_start = (0, 0, self._t0)  # iterations, mutants, monotonic time at run() start
         self._last_stats = -math.inf

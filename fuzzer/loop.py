@@ -38,6 +38,7 @@ from neurofuzz.ground.target import Target
 from neurofuzz.mutators import Mutator
 from neurofuzz.mutators.constraints import Constraint
 
+CHAIN_CACHE = 1024  # mutation chains of recent parents kept in memory
 ATTACK_GROUP = 64  # rows per group of a model-querying mutator (the time budget is checked between groups)
 
 
@@ -91,6 +92,7 @@ class FuzzLoop:
         self.failure_keys: set[tuple[int, str, int]] = set()
         self._non_affine = [i for i, m in enumerate(mutators) if m.kind != "affine"]
         self.max_id = 0  # largest entry id stored so far
+        self._chains: dict[int, list] = {}  # entry id -> chain, see chain_of
         self.deadline = float("inf")  # time.monotonic() after which no further group is mutated
 
     # ------------------------------------------------------------------ the iteration
@@ -196,15 +198,12 @@ class FuzzLoop:
         gains = {n: g[stored].tolist() for n, g in ev.gains.items()}
         brow = rows[stored].tolist()
         retained = failing = 0
-        chains: dict[int, list] = {}  # parent id -> its chain, read from the index once per iteration
         with self.store.batch():
             for j, row in enumerate(brow):
                 g = batch.groups[int(batch.group[row])]
                 m, parent = self.mutators[g.mutator], self.queue[batch.seed_ids[int(batch.slot[row])]]
-                if parent.id not in chains:
-                    chains[parent.id] = self.store.get(parent.id).chain if parent.depth else []
-                chain = chains[parent.id] + [{"mutator": m.name, "params": g.res.params_of(row - g.first),
-                                              "config": m.config}]
+                chain = self.chain_of(parent) + [{"mutator": m.name, "params": g.res.params_of(row - g.first),
+                                                  "config": m.config}]
                 gj = {n: vals[j] for n, vals in gains.items()}
                 if keep[j]:
                     retained += self._retain_one(x[j], parent, chain, m, preds[j], gj)
@@ -215,12 +214,22 @@ class FuzzLoop:
                         self._store_failure(x[j], parent, chain, oracle, preds[j], gj, gain[j] > 0)
             self.counters.retained += retained
             self.counters.failing += failing
-            self.on_commit()
         return retained, failing
 
     # ------------------------------------------------------------------ parts
-    def on_commit(self) -> None:
-        """Called inside each store transaction (the campaign records its counters there)."""
+    def chain_of(self, entry: QueueEntry) -> list:
+        """The mutation chain of a queue entry: read from the store's index, the last
+        ``CHAIN_CACHE`` of them kept (a bounded cache: lineages are not held in memory)."""
+        if not entry.depth:
+            return []
+        chain = self._chains.pop(entry.id, None)
+        self._remember_chain(entry.id, chain if chain is not None else self.store.get(entry.id).chain)
+        return self._chains[entry.id]
+
+    def _remember_chain(self, eid: int, chain: list) -> None:
+        if len(self._chains) >= CHAIN_CACHE:
+            self._chains.pop(next(iter(self._chains)))  # the least recently used
+        self._chains[eid] = chain
 
     def pick_mutator(self, entry: QueueEntry) -> int:
         allowed = self._non_affine if entry.affine_used else list(range(len(self.mutators)))
@@ -250,6 +259,7 @@ class FuzzLoop:
         if e.duplicate:
             return 0
         self.queue.add(parent.child(e.id, affine=affine), x)
+        self._remember_chain(e.id, chain)
         self.scheduler.add(e.id, gain=self.priority(gains), root=parent.root)
         self.scheduler.credit(parent.id, 1)
         self.counters.mutator(m.name).retained += 1
