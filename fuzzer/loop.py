@@ -61,6 +61,7 @@ class Batch:
     slot: torch.Tensor  # seed slot of each row [N]
     group: torch.Tensor  # group index of each row [N]
     groups: list[Group] = field(default_factory=list)
+    seeds: list[QueueEntry] = field(default_factory=list)  # the record of each seed slot
 
     def per_seed(self, values: list, rows: torch.Tensor | None = None) -> torch.Tensor:
         """A per-seed list spread to the rows (all rows, or ``rows``)."""
@@ -155,13 +156,13 @@ class FuzzLoop:
             return None
         sizes = torch.tensor([len(g.res.x) for g in groups], device=dev)
         group = torch.arange(len(groups), device=dev).repeat_interleave(sizes)
-        return Batch(torch.cat(xs), seed_ids, torch.cat(slots), group, groups)
+        return Batch(torch.cat(xs), seed_ids, torch.cat(slots), group, groups, [self.queue[e] for e in seed_ids])
 
     def validate(self, batch: Batch) -> torch.Tensor:
         """Bool ``[N]``: which mutants the validity rule accepts (all, if it is disabled)."""
         if self.constraint is None:
             return torch.ones(len(batch.x), dtype=torch.bool, device=batch.x.device)
-        seeds = [self.queue[e] for e in batch.seed_ids]
+        seeds = batch.seeds
         refs = self.queue.images([q.ref for q in seeds]).to(batch.x.device)[batch.slot]
         affine = torch.tensor([self.mutators[g.mutator].kind == "affine" for g in batch.groups],
                               device=batch.x.device)[batch.group]
@@ -172,7 +173,7 @@ class FuzzLoop:
         """One forward pass over the valid mutants ``rows``: logits, coverage cells and gains."""
         x = batch.x[rows]
         ev = self.suite.evaluate(x)
-        seeds = [self.queue[e] for e in batch.seed_ids]
+        seeds = batch.seeds
         ctx = OracleContext(x=x, logits=ev.logits, labels=batch.per_seed([q.label for q in seeds], rows),
                             root_preds=batch.per_seed([q.root_pred for q in seeds], rows))
         return ev, ctx
@@ -196,12 +197,13 @@ class FuzzLoop:
         keep, gain = v.keep[stored].tolist(), v.gain[stored].tolist()
         flags = {o: f[stored].tolist() for o, f in v.flags.items()}
         gains = {n: g[stored].tolist() for n, g in ev.gains.items()}
-        brow = rows[stored].tolist()
+        brow = rows[stored]
+        row_group, row_slot = batch.group[brow].tolist(), batch.slot[brow].tolist()
         retained = failing = 0
         with self.store.batch():
-            for j, row in enumerate(brow):
-                g = batch.groups[int(batch.group[row])]
-                m, parent = self.mutators[g.mutator], self.queue[batch.seed_ids[int(batch.slot[row])]]
+            for j, row in enumerate(brow.tolist()):
+                g = batch.groups[row_group[j]]
+                m, parent = self.mutators[g.mutator], batch.seeds[row_slot[j]]
                 chain = self.chain_of(parent) + [{"mutator": m.name, "params": g.res.params_of(row - g.first),
                                                   "config": m.config}]
                 gj = {n: vals[j] for n, vals in gains.items()}

@@ -88,7 +88,8 @@ def test_validate_applies_the_pixel_rule_and_affine_once():
     assert not ok[:4].any()  # heavy noise on every pixel: rejected by Linf and L0
     assert ok[4:].all()  # first affine mutation of the lineage: accepted without the pixel rule
     loop.queue.add(dataclasses.replace(loop.queue[2], affine_used=True))
-    assert not loop.validate(b)[4:].any()  # second affine mutation: rejected
+    b = loop.mutate({1: [(2, 4)]})  # the lineage has used its affine mutation now
+    assert not loop.validate(b).any()  # second affine mutation: rejected
 
 
 def test_validate_rejects_non_finite_affine_mutants():
