@@ -1,0 +1,1 @@
+"""Privacy: differential-privacy training with a privacy monitor, membership inference, inversion."""

@@ -1,0 +1,1 @@
+"""Reliability: fault injection, out-of-distribution and drift detection."""

@@ -1,0 +1,1 @@
+"""Model asset security: encrypted checkpoints and function-preserving obfuscation."""
