@@ -149,6 +149,9 @@ class Monitor(ABC):
             if header is not None:
                 self._columns = header.split(",")
         columns, text = self._columns, ""
+        if columns is not None and set(row) > set(columns):
+            # a campaign started by an older version: its header has fewer columns; keep to them
+            row = {c: row[c] for c in columns}
         if columns is None:
             columns = list(row)
             check_plot_columns(columns)

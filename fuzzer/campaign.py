@@ -278,6 +278,8 @@ class Campaign:
             mutants_per_sec=round((c.mutants - m0) / run_t, 2) if run_t > 0 else 0.0, queue_size=len(self.scheduler),
             retained=c.retained, failing_mutants=c.failing, failures_total=sum(c.failures_total.values()),
             failures_stored=sum(c.failures_stored.values()), seconds_since_last_find=round(t - c.last_find, 1),
+            failing_seeds=len(c.failing_roots), failing_pairs=len(c.failing_pairs), confusions=len(c.confusions),
+            time_to_first_failure=round(c.first_failure, 3),
             failures={o.name: c.failures_total.get(o.name, 0) for o in self.oracles},
             coverage={n: round(v, 6) for n, v in self.suite.values().items()}, per_mutator=dict(c.per_mutator))
 

@@ -200,6 +200,7 @@ class FuzzLoop:
         brow = rows[stored]
         row_group, row_slot = batch.group[brow].tolist(), batch.slot[brow].tolist()
         retained = failing = 0
+        now = self.clock()
         with self.store.batch():
             for j, row in enumerate(brow.tolist()):
                 g = batch.groups[row_group[j]]
@@ -212,8 +213,9 @@ class FuzzLoop:
                 else:
                     failing += 1
                     self.counters.mutator(m.name).failures += 1
+                    self.counters.failure_seen(root=parent.root, label=parent.label, pred=preds[j], at=now)
                     for oracle in (o for o, f in flags.items() if f[j]):
-                        self._store_failure(x[j], parent, chain, oracle, preds[j], gj, gain[j] > 0)
+                        self._store_failure(x[j], parent, chain, oracle, preds[j], gj, gain[j] > 0, now)
             self.counters.retained += retained
             self.counters.failing += failing
         return retained, failing
@@ -269,14 +271,14 @@ class FuzzLoop:
         return 1
 
     def _store_failure(self, x: torch.Tensor, parent: QueueEntry, chain: list, oracle: str, pred: int,
-                       gains: dict[str, int], new_coverage: bool) -> None:
+                       gains: dict[str, int], new_coverage: bool, now: float) -> None:
         c = self.counters
         c.failures_total[oracle] = c.failures_total.get(oracle, 0) + 1
         key = (parent.root, oracle, pred)
         if not (self.config.save_all_failures or key not in self.failure_keys or new_coverage):
             return
         e = self.store.add(x, kind="failure", oracle=oracle, label=parent.label, pred=pred, parent=parent.id,
-                           chain=chain, gains=gains, iteration=c.iterations, time_found=self.clock())
+                           chain=chain, gains=gains, iteration=c.iterations, time_found=now)
         self.max_id = max(self.max_id, e.id)
         if not e.duplicate:
             self.failure_keys.add(key)

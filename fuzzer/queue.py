@@ -86,20 +86,23 @@ class ImageCache:
 
 
 class IdColumns:
-    """Integer columns indexed by entry id (ids are SQLite's, dense and increasing), grown by
-    doubling: 8 bytes per id and column, no Python object per entry. ``-1`` marks an absent id in
-    column 0."""
+    """Integer columns indexed by entry id (ids are SQLite's, dense and increasing), grown by half
+    their size: 4 bytes per id and column (``int32``, widened to ``int64`` the first time a value
+    needs it), no Python object per entry. ``-1`` marks an absent id in column 0."""
 
-    def __init__(self, n_cols: int) -> None:
-        self.data = np.full((n_cols, 1024), -1, dtype=np.int64)
+    def __init__(self, n_cols: int, *, capacity: int = 1024) -> None:
+        self.data = np.full((n_cols, max(1, capacity)), -1, dtype=np.int32)
 
     def __contains__(self, eid: object) -> bool:
         return isinstance(eid, (int, np.integer)) and 0 <= eid < self.data.shape[1] and self.data[0, eid] != -1
 
     def set(self, eid: int, values: tuple[int, ...]) -> None:
+        if self.data.dtype == np.int32 and max(eid, *values) > np.iinfo(np.int32).max:
+            self.data = self.data.astype(np.int64)
         if eid >= self.data.shape[1]:
-            grown = np.full((self.data.shape[0], max(2 * self.data.shape[1], eid + 1)), -1, dtype=np.int64)
-            grown[:, : self.data.shape[1]] = self.data
+            cols, n = self.data.shape
+            grown = np.full((cols, max(n + n // 2, eid + 1)), -1, dtype=self.data.dtype)
+            grown[:, :n] = self.data
             self.data = grown
         self.data[:, eid] = values
 
@@ -111,9 +114,13 @@ class IdColumns:
     def ids(self) -> np.ndarray:
         return np.flatnonzero(self.data[0] != -1)
 
+    @property
+    def nbytes(self) -> int:
+        return self.data.nbytes
+
 
 class Queue:
-    """Queue entries by id: their records in :class:`IdColumns` (about 50 bytes per entry), their
+    """Queue entries by id: their records in :class:`IdColumns` (24 bytes per entry, up to 36 with the growth margin), their
     images behind an :class:`ImageCache`. ``queue[eid]`` builds the :class:`QueueEntry`."""
 
     FIELDS = ("root", "label", "root_pred", "ref", "affine_used", "depth")
@@ -146,6 +153,11 @@ class Queue:
                                   entry.depth))
         if x is not None:
             self.cache.put(entry.id, x)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the entries' records (the cache's images not included)."""
+        return self._cols.nbytes
 
     def images(self, ids: list[int]) -> torch.Tensor:
         """The images of ``ids``, stacked ``[len(ids), C, H, W]`` (on the CPU)."""

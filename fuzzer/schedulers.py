@@ -34,9 +34,9 @@ Example::
 from __future__ import annotations
 
 from array import array
-
 from typing import Any
 
+import numpy as np
 import torch
 
 from neurofuzz.ground.errors import UserError
@@ -49,9 +49,9 @@ class Scheduler:
 
     def __init__(self, *, stratify: bool = True) -> None:
         self.stratify = bool(stratify)
-        self._ids = array("q")  # entry id of each row (8 bytes per entry, no Python int objects)
-        self._pos = IdColumns(1)  # entry id -> row
-        # rows: picks, found, gain, group (position of the entry's root); grown by doubling
+        self._ids = array("i")  # entry id of each row (4 bytes per entry, no Python int objects)
+        self._pos = IdColumns(1)  # entry id -> row (4 bytes per id)
+        # rows: picks, found, gain, group (position of the entry's root); grown by half its size
         self._buf = torch.zeros(4, 16, dtype=torch.float64)
 
     @property
@@ -79,8 +79,10 @@ class Scheduler:
             return
         n = len(self._ids)
         if n == self._buf.shape[1]:
-            self._buf = torch.cat([self._buf, torch.zeros_like(self._buf)], 1)
+            self._buf = torch.cat([self._buf, self._buf.new_zeros(4, max(16, n // 2))], 1)
         self._pos.set(entry_id, (n,))
+        if self._ids.typecode == "i" and entry_id > 2**31 - 1:
+            self._ids = array("q", self._ids)
         self._ids.append(entry_id)
         g = self._row(root) if root is not None and root in self._pos else n
         self._buf[:, n] = torch.tensor([0.0, 0.0, float(gain), float(g)], dtype=torch.float64)
@@ -105,11 +107,11 @@ class Scheduler:
         if dropped:
             new_pos = {k: j for j, k in enumerate(idx)}
             n = len(idx)
-            buf = torch.zeros(4, max(16, 2 * n), dtype=torch.float64)
+            buf = torch.zeros(4, max(16, n + n // 2), dtype=torch.float64)
             buf[:, :n] = self._buf[:, torch.tensor(idx, dtype=torch.long)]
             buf[3, :n] = torch.tensor([float(new_pos.get(int(self._buf[3, k]), j)) for j, k in enumerate(idx)],
                                       dtype=torch.float64)
-            self._ids = array("q", (self._ids[k] for k in idx))
+            self._ids = array(self._ids.typecode, (self._ids[k] for k in idx))
             self._reindex()
             self._buf = buf
         return dropped
@@ -158,25 +160,36 @@ class Scheduler:
         return [(self._ids[int(i)], int(a)) for i, a in zip(idx, alloc)]
 
     def _reindex(self) -> None:
-        self._pos = IdColumns(1)
+        self._pos = IdColumns(1, capacity=(max(self._ids) + 1) if self._ids else 1024)
         for row, eid in enumerate(self._ids):
             self._pos.set(eid, (row,))
+
+    def _id_tensor(self) -> torch.Tensor:
+        ids = np.frombuffer(self._ids, dtype=np.int32 if self._ids.typecode == "i" else np.int64)
+        return torch.from_numpy(ids.astype(np.int64))
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held per entry: the id and row columns and the four float64 rows (with margin)."""
+        return self._ids.itemsize * len(self._ids) + self._pos.nbytes + self._buf.numel() * 8
 
     def config(self) -> dict[str, Any]:
         return {"stratify": self.stratify}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "config": self.config(), "ids": list(self._ids),
+        # ids as one int64 tensor: no Python int per entry at each checkpoint
+        return {"name": self.name, "config": self.config(), "ids": self._id_tensor(),
                 "picks": self.picks.clone(), "found": self.found.clone(), "gain": self.gain.clone(),
                 "group": self._buf[3, : len(self._ids)].clone()}
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
         if d.get("name") != self.name:
             raise UserError(f"stored scheduler is {d.get('name')!r}, configured {self.name!r}; resume with the same config")
-        self._ids = array("q", (int(i) for i in d["ids"]))
+        ids = d["ids"].tolist() if isinstance(d["ids"], torch.Tensor) else [int(i) for i in d["ids"]]
+        self._ids = array("q" if ids and max(ids) > 2**31 - 1 else "i", ids)
         self._reindex()
         n = len(self._ids)
-        self._buf = torch.zeros(4, max(16, 2 * n), dtype=torch.float64)
+        self._buf = torch.zeros(4, max(16, n + n // 2), dtype=torch.float64)
         self._buf[0, :n], self._buf[1, :n], self._buf[2, :n] = d["picks"], d["found"], d["gain"]
         self._buf[3, :n] = d["group"] if "group" in d else torch.arange(n, dtype=torch.float64)
 

@@ -54,22 +54,47 @@ class Counters:
     elapsed: float = 0.0  # campaign time (seconds) at the moment these counters were taken
     last_find: float = 0.0  # campaign time of the last retained input
     per_mutator: dict[str, MutatorStats] = field(default_factory=dict)
+    # Fault-revealing measures, over every failing mutant (stored or not). Their sizes are bounded
+    # by seeds x classes, not by the number of mutants.
+    first_failure: float = -1.0  # campaign time of the first failing mutant; -1: none yet
+    failing_roots: set[int] = field(default_factory=set)  # root seeds with at least one failing mutant
+    failing_pairs: set[tuple[int, int]] = field(default_factory=set)  # distinct (root seed, predicted class)
+    confusions: set[tuple[int, int]] = field(default_factory=set)  # distinct (true, predicted) with true != predicted
+
+    SETS = ("failing_roots", "failing_pairs", "confusions")
 
     def mutator(self, name: str) -> MutatorStats:
         return self.per_mutator.setdefault(name, MutatorStats())
 
+    def failure_seen(self, *, root: int, label: int, pred: int, at: float) -> None:
+        """Count one failing mutant of ``root`` (true class ``label``) predicted as ``pred``."""
+        if self.first_failure < 0:
+            self.first_failure = at
+        self.failing_roots.add(root)
+        self.failing_pairs.add((root, pred))
+        if pred != label:
+            self.confusions.add((label, pred))
+
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["failures_total"], d["failures_stored"] = dict(self.failures_total), dict(self.failures_stored)
         d["per_mutator"] = {k: [m.mutants, m.retained, m.failures] for k, m in self.per_mutator.items()}
+        d["failing_roots"] = sorted(self.failing_roots)
+        d["failing_pairs"] = [list(p) for p in sorted(self.failing_pairs)]
+        d["confusions"] = [list(p) for p in sorted(self.confusions)]
         return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Counters":
         d = dict(d)
         pm = d.pop("per_mutator", {}) or {}
+        sets = {k: d.pop(k, None) or [] for k in cls.SETS}
         known = {f.name for f in dataclasses.fields(cls)}
         c = cls(**{k: v for k, v in d.items() if k in known})
         c.per_mutator = {str(k): MutatorStats(*(int(n) for n in v)) for k, v in pm.items()}
+        c.failing_roots = {int(r) for r in sets["failing_roots"]}
+        c.failing_pairs = {(int(a), int(b)) for a, b in sets["failing_pairs"]}
+        c.confusions = {(int(a), int(b)) for a, b in sets["confusions"]}
         return c
 
 
@@ -92,11 +117,16 @@ class CampaignStats:
     failures_total: int = 0
     failures_stored: int = 0
     seconds_since_last_find: float = 0.0
+    failing_seeds: int = 0  # root seeds with at least one failing mutant
+    failing_pairs: int = 0  # distinct (root seed, predicted class) among failing mutants
+    confusions: int = 0  # distinct (true class, predicted class) among misclassifying mutants
+    time_to_first_failure: float = -1.0  # campaign seconds; -1: no failure yet
     failures: dict[str, int] = field(default_factory=dict)  # oracle -> failures counted
     coverage: dict[str, float] = field(default_factory=dict)  # metric -> value in [0, 1]
     per_mutator: dict[str, MutatorStats] = field(default_factory=dict)
 
-    PLOT_COLUMNS = ("run_time", "iterations", "mutants", "queue_size", "failures_total", "failures_stored")
+    PLOT_COLUMNS = ("run_time", "iterations", "mutants", "queue_size", "failures_total", "failures_stored",
+                    "failing_seeds", "failing_pairs", "confusions")
 
     def to_flat(self) -> dict[str, Any]:
         """``fuzzer_stats`` items: scalars, ``failures_<oracle>``, ``cov_<metric>``, ``per_mutator``."""

@@ -219,10 +219,13 @@ class Constraint:
         """The pixel rule (plus the SSIM floor if set) for ``x_new [B, C, H, W]`` against
         ``x_ref`` (``[B, C, H, W]`` or one image): bool ``[B]``."""
         ref, new = _pair(x_ref, x_new)
+        return self._pixel(ref, new, torch.isfinite(new.flatten(1)).all(dim=1))
+
+    def _pixel(self, ref: torch.Tensor, new: torch.Tensor, finite: torch.Tensor) -> torch.Tensor:
         size = new[0].numel()
         l0, linf = distances(ref, new)
         valid = (l0.double() < self.alpha * size) | (linf < self.beta * (self.bounds[1] - self.bounds[0]))
-        valid &= torch.isfinite(new.flatten(1)).all(dim=1)
+        valid &= finite
         if self.ssim_min is not None and bool(valid.any()):
             valid &= ssim(ref, new, data_range=self.bounds[1] - self.bounds[0]) >= self.ssim_min
         return valid
@@ -235,7 +238,7 @@ class Constraint:
         :meth:`check` against its reference ``x_ref[i]`` (or one shared reference)."""
         new = _as_batch(x_new, "x_new")
         finite = torch.isfinite(new.flatten(1)).all(dim=1)
-        pixel = self.check(x_ref, new) if bool((~affine).any()) else torch.zeros_like(finite)
+        pixel = self._pixel(*_pair(x_ref, new), finite) if bool((~affine).any()) else torch.zeros_like(finite)
         return torch.where(affine, finite & ~affine_used, pixel)
 
     def admit(

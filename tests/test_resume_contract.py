@@ -195,7 +195,7 @@ def _spawn(camp: Path, *extra) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True)
 
 
-def _wait_for_stats(camp: Path, key: str, at_least: int, timeout: float = 60.0) -> None:
+def _wait_for_stats(camp: Path, key: str, at_least: int, timeout: float = 240.0) -> None:
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
         try:

@@ -25,6 +25,11 @@ def format_summary(summary: dict, start: dict | None = None) -> str:
                       if k.startswith("failures_") and k not in ("failures_total", "failures_stored"))
     lines.append(f"  queue {summary['queue_size']} inputs ({summary['retained']} found), failures: {fails} "
                  f"({summary['failures_stored']} stored)")
+    if "failing_seeds" in summary:
+        first = summary.get("time_to_first_failure", -1.0)
+        lines.append(f"  failures reveal: {summary['failing_seeds']} seeds broken, {summary['failing_pairs']} distinct "
+                     f"(seed, predicted class), {summary['confusions']} class confusions; first failure "
+                     + (f"at {first:.1f} s" if first >= 0 else "not yet"))
     lines.append(f"results: {summary['path']}  (neurofuzz status {summary['path']}; neurofuzz export {summary['path']} --out corpus.npz)")
     return "\n".join(lines)
 
