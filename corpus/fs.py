@@ -26,9 +26,11 @@ Example::
 from __future__ import annotations
 
 import os
+import queue
 import re
 import secrets
 import shutil
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -164,6 +166,11 @@ def remove_stale_temps(directory: Path) -> int:
 class Unsynced:
     """Files (and their directories) written without fsync, to be flushed later, each exactly once.
 
+    With ``background=True`` a daemon thread fsyncs each noted file soon after it is noted, while
+    the caller goes on computing (fsync waits on the disk, not the CPU, and releases the GIL);
+    :meth:`flush` waits for those fsyncs to finish, then fsyncs the directories, so the guarantee
+    is the same: once ``flush`` returns, every noted file and directory entry is durable.
+
     Example::
 
         >>> import tempfile, pathlib
@@ -174,18 +181,41 @@ class Unsynced:
         (1, 1, 0)
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, background: bool = True) -> None:
         self.files: set[Path] = set()
         self.dirs: set[Path] = set()
+        self.background = background
+        self._queue: queue.Queue[Path] | None = None
+        self._pid = 0  # the process whose thread serves the queue (a forked child starts its own)
+        self._errors: list[BaseException] = []
 
     def __len__(self) -> int:
         return len(self.files)
+
+    def _worker(self, q: "queue.Queue[Path]") -> None:
+        while True:
+            path = q.get()
+            try:
+                fsync_path(path)  # a file deleted since (rolled back, replaced) needs no flush
+            except BaseException as e:  # noqa: BLE001 - raised to the caller at flush
+                self._errors.append(e)
+            finally:
+                q.task_done()
+
+    def _submit(self, path: Path) -> None:
+        if not self.background:
+            return
+        if self._queue is None or self._pid != os.getpid():
+            self._queue, self._pid = queue.Queue(), os.getpid()
+            threading.Thread(target=self._worker, args=(self._queue,), name="neurofuzz-fsync", daemon=True).start()
+        self._queue.put(path)
 
     def add(self, path: Path) -> None:
         """Note that ``path`` was written (or renamed into place) and not fsynced."""
         path = Path(path)
         self.files.add(path)
         self.dirs.add(path.parent)
+        self._submit(path)
 
     def add_dir(self, path: Path) -> None:
         """Note a change of ``path``'s entries (a creation, deletion or rename)."""
@@ -195,10 +225,17 @@ class Unsynced:
         self.files.discard(Path(path))
 
     def flush(self) -> int:
-        """fsync the noted files, then their directories; returns the number of files."""
+        """fsync the noted files (waiting for the background fsyncs), then their directories;
+        returns the number of files."""
         files, dirs = sorted(self.files), sorted(self.dirs)
-        for f in files:
-            fsync_path(f)  # a file deleted since (rolled back, replaced) needs no flush
+        if self._queue is not None and self._pid == os.getpid():
+            self._queue.join()
+        else:
+            for f in files:
+                fsync_path(f)  # a file deleted since (rolled back, replaced) needs no flush
+        if self._errors:
+            err, self._errors = self._errors[0], []
+            raise err
         for d in dirs:
             fsync_dir(d)
         self.files.clear()

@@ -57,14 +57,15 @@ ENTRY_FILE = re.compile(r"id_\d{6,}_[0-9a-f]{16}\.npy\Z")
 def read_setup(p: Path) -> dict[str, Any]:
     """The ``setup`` dict of campaign ``p``; ``UserError`` naming the problem otherwise."""
     if not p.is_dir():
-        raise UserError(f"no campaign at {p}: it does not exist or is not a directory; start a new one without --resume")
+        raise UserError(f"no campaign at {p}: it does not exist or is not a directory; give the directory "
+                        "`neurofuzz fuzz --out` made (to start a new campaign, run fuzz without --resume)")
     f = p / SETUP
     if not f.is_file():
         if (p / INDEX).exists():
             raise corrupt(p, f"{SETUP} is missing (creation was cut short, or it was deleted)")
         raise UserError(
-            f"{p} is not a neurofuzz campaign (no {SETUP}); pass the directory of a campaign, "
-            "or start a new one without --resume"
+            f"{p} is not a neurofuzz campaign (no {SETUP}); give the directory `neurofuzz fuzz --out` made "
+            "(to start a new campaign, run fuzz without --resume)"
         )
     try:
         doc = json.loads(f.read_text(encoding="utf-8"))

@@ -207,7 +207,7 @@ class CampaignStore(BaseStore):
             >>> CampaignStore.open(d)
             Traceback (most recent call last):
             ...
-            neurofuzz.ground.errors.UserError: ... is not a neurofuzz campaign (no fuzzer_setup); pass the directory of a campaign, or start a new one without --resume
+            neurofuzz.ground.errors.UserError: ... is not a neurofuzz campaign (no fuzzer_setup); give the directory `neurofuzz fuzz --out` made (to start a new campaign, run fuzz without --resume)
             >>> shutil.rmtree(d)
         """
         if readonly:

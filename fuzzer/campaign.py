@@ -369,7 +369,7 @@ def check_resume_target(setup: dict[str, Any], target: Target, path: Any) -> Non
 def resume_options(setup: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
     """Target options for a resume: each one the user left out (``None``) comes from the record."""
     out = dict(given)
-    for key in ("model", "weights", "mean", "std", "bounds"):
+    for key in ("model", "weights", "key_file", "mean", "std", "bounds"):
         if out.get(key) is None and setup.get(key) is not None:
             out[key] = setup[key]
     return out

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from neurofuzz.fuzzer import __version__
-from neurofuzz.fuzzer.commands import campaign, corpus, tools
+from neurofuzz.fuzzer.commands import assets, campaign, corpus, privacy, report, tools
 from neurofuzz.fuzzer.commands.campaign import format_summary
 from neurofuzz.fuzzer.commands.tools import format_coverage_report
 from neurofuzz.ground.errors import UserError
@@ -37,6 +37,21 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
     "evaluate": ("MindArmour's tutorial experiment on the built-in model: FGSM attack metrics, "
                  "NAD defense and defense metrics", tools.evaluate_args, tools.evaluate_run),
     "mutators": ("list the registered mutators and their parameters", tools.mutators_args, tools.mutators_run),
+    "faults": ("fault sensitivity map: accuracy drop and prediction changes per fault kind and layer",
+               assets.faults_args, assets.faults_run),
+    "encrypt": ("encrypt a state_dict with AES-256-GCM (--new-key creates a key file)",
+                assets.encrypt_args, assets.encrypt_run),
+    "decrypt": ("decrypt a file written by `neurofuzz encrypt` to a plain state_dict",
+                assets.decrypt_args, assets.decrypt_run),
+    "obfuscate": ("function-preserving obfuscation of a model's weights (permuted, rescaled hidden units)",
+                  assets.obfuscate_args, assets.obfuscate_run),
+    "privacy": ("the privacy-robustness table on the built-in digits model: normal, DP-trained (eps 1, 3, 8) and "
+                "overfit LeNet-5; accuracy, epsilon, membership inference, inversion, FGSM, fuzz failures",
+                privacy.privacy_args, privacy.privacy_run),
+    "report": ("one self-contained HTML report of a campaign (plots, failing inputs, fault-revealing measures)",
+               report.report_args, report.report_run),
+    "triage": ("group a campaign's failures, merge near-duplicates; --minimise N shrinks the most interesting",
+               report.triage_args, report.triage_run),
 }
 
 

@@ -47,9 +47,11 @@ MAX_IMAGE_PIXELS = 2**24  # width * height of one seed image (e.g. 4096 x 4096)
 MAX_SEED_BYTES = 2**31  # a seed set as stored (uint8 images decoded, or the .npy / .npz array x): 2 GiB
 
 
-def load_model(spec: str, weights: str | None = None, *, allow_pickle: bool = False) -> nn.Module:
+def load_model(spec: str, weights: str | None = None, *, allow_pickle: bool = False,
+               key_file: str | None = None) -> nn.Module:
     """Return the model named by ``spec``: ``builtin``, a TorchScript file, ``module.path:factory``
-    or ``path/to/file.py:factory``."""
+    or ``path/to/file.py:factory``. Encrypted ``weights`` are decrypted with ``key_file`` (or the key
+    in the environment, see :mod:`neurofuzz.security.encryption`)."""
     if not isinstance(spec, str) or not spec.strip():
         raise UserError("the model spec is empty; give 'builtin', a TorchScript file, or 'module.path:factory'")
     if spec == "builtin":
@@ -59,6 +61,12 @@ def load_model(spec: str, weights: str | None = None, *, allow_pickle: bool = Fa
             raise UserError("--weights cannot be combined with the builtin model")
         return load_lenet5_digits()
     path = Path(spec)
+    if path.suffix == ".onnx":  # converted to torch modules named after the ONNX nodes
+        from neurofuzz.fuzzer.onnx_model import OnnxModule
+
+        if weights:
+            raise UserError(f"--weights does not apply to an ONNX model ({path} carries its own weights)")
+        return OnnxModule(path)
     if path.suffix in TORCHSCRIPT_SUFFIXES or path.exists():
         if not path.is_file():
             raise UserError(f"model file {path} not found")
@@ -97,7 +105,7 @@ def load_model(spec: str, weights: str | None = None, *, allow_pickle: bool = Fa
         if not isinstance(model, nn.Module):
             raise UserError(f"{spec} returned {type(model).__name__}, not a torch.nn.Module")
         if weights:
-            _load_into(model, weights, allow_pickle)
+            _load_into(model, weights, allow_pickle, key_file)
     return model
 
 
@@ -142,11 +150,17 @@ def _import_file(path: Path):
     return mod
 
 
-def load_state_dict(path: str | Path, *, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
-    """Load a checkpoint that must be a state_dict (``weights_only=True`` unless ``allow_pickle``)."""
+def load_state_dict(path: str | Path, *, allow_pickle: bool = False,
+                    key_file: str | Path | None = None) -> dict[str, torch.Tensor]:
+    """Load a checkpoint that must be a state_dict (``weights_only=True`` unless ``allow_pickle``);
+    an encrypted one is authenticated, decrypted in memory and loaded ``weights_only=True``."""
+    from neurofuzz.security.encryption import is_encrypted, key_from, load_encrypted
+
     path = Path(path)
     if not path.is_file():
         raise UserError(f"weights file {path} not found")
+    if is_encrypted(path):
+        return load_encrypted(path, key=key_from(key_file))
     try:
         obj = torch.load(path, map_location="cpu", weights_only=not allow_pickle)
     except Exception as e:  # noqa: BLE001
@@ -159,8 +173,8 @@ def load_state_dict(path: str | Path, *, allow_pickle: bool = False) -> dict[str
     return obj
 
 
-def _load_into(model: nn.Module, weights: str, allow_pickle: bool) -> None:
-    sd = load_state_dict(weights, allow_pickle=allow_pickle)
+def _load_into(model: nn.Module, weights: str, allow_pickle: bool, key_file: str | None = None) -> None:
+    sd = load_state_dict(weights, allow_pickle=allow_pickle, key_file=key_file)
     try:
         model.load_state_dict(sd, strict=True)
     except RuntimeError as e:

@@ -35,7 +35,8 @@ from neurofuzz.fuzzer.zoo import load_digits32
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 FAST = ["--iterations", "2", "--quiet"]
-SUBCOMMANDS = ["demo", "coverage", "profile", "fuzz", "status", "export", "replay", "mutators", "evaluate"]
+SUBCOMMANDS = ["demo", "coverage", "profile", "fuzz", "status", "export", "replay", "mutators", "evaluate",
+               "report", "triage", "faults", "encrypt", "decrypt", "obfuscate", "privacy"]
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -354,6 +355,32 @@ CASES: list = [
     ("evaluate-eps-two", lambda c: ["evaluate", "--eps", "2"], ("--eps",)),
     ("evaluate-seed-huge", lambda c: ["evaluate", "--seed", BIG], ("--seed",)),
     ("evaluate-seed-negative", lambda c: ["evaluate", "--seed", "-1"], ("--seed",)),
+    # -------------------------------------------------------------- report / triage
+    ("report-nowhere", lambda c: ["report", str(c.tmp / "nowhere"), "--out", str(c.new)], ("nowhere",)),
+    ("report-garbled-index", lambda c: ["report", c.garbled(), "--out", str(c.new)], ("index.sqlite",)),
+    ("report-max-failures-negative", lambda c: ["report", str(c.camp), "--out", str(c.new), "--max-failures", "-1"],
+     ("--max-failures",)),
+    ("triage-nowhere", lambda c: ["triage", str(c.tmp / "nowhere")], ("nowhere",)),
+    ("triage-minimise-negative", lambda c: ["triage", str(c.camp), "--minimise", "-1"], ("--minimise",)),
+    ("triage-merge-negative", lambda c: ["triage", str(c.camp), "--merge-linf", "-1"], ("--merge-linf",)),
+    # -------------------------------------------------------------- faults / encrypt / decrypt / obfuscate
+    ("faults-rate-high", lambda c: ["faults", "--rate", "1.5"], ("rate", "1.5")),
+    ("faults-unknown-layer", lambda c: ["faults", "--layers", "conv9"], ("conv9",)),
+    ("faults-unknown-kind", lambda c: ["faults", "--kinds", "melt"], ("melt",)),
+    ("faults-bits-past-31", lambda c: ["faults", "--bits", "5-40"], ("bit range",)),
+    ("encrypt-nothing", lambda c: ["encrypt"], ("weights file",)),
+    ("encrypt-key-on-command-line", lambda c: ["encrypt", c.file("w.pt", "x"), "--key", "ab" * 32],
+     ("--key-file",)),
+    ("encrypt-missing-weights", lambda c: ["encrypt", str(c.tmp / "nope.pt"), "--out", str(c.new),
+                                           "--key-file", c.file("k.key", "00" * 32)], ("nope.pt",)),
+    ("decrypt-missing", lambda c: ["decrypt", str(c.tmp / "nope.enc"), "--out", str(c.new)], ("nope.enc",)),
+    ("decrypt-not-encrypted", lambda c: ["decrypt", c.file("plain.pt", "x"), "--out", str(c.new),
+                                         "--key-file", c.file("k.key", "00" * 32)], ("not an encrypted",)),
+    ("obfuscate-seed-negative", lambda c: ["obfuscate", "--out", str(c.new), "--seed", "-1"], ("--seed",)),
+    # -------------------------------------------------------------- privacy
+    ("privacy-delta-above-one", lambda c: ["privacy", "--delta", "1.5"], ("delta",)),
+    ("privacy-epsilon-negative", lambda c: ["privacy", "--epsilons", "-1"], ("--epsilons",)),
+    ("privacy-pool-too-small", lambda c: ["privacy", "--pool-size", "3"], ("3 examples",)),
 ]
 XFAIL: dict = {}  # id -> pytest.mark.xfail(strict=False, reason="lead: resume contract"), if one must wait
 

@@ -19,7 +19,8 @@ import neurofuzz.ground
 import neurofuzz.mutators
 
 #: Library packages: none may import the demo model zoo (the zoo is for the CLI, tests, benchmarks).
-LIBRARY = ("ground", "corpus", "coverage", "mutators", "defenses", "evaluators")
+LIBRARY = ("ground", "corpus", "coverage", "mutators", "defenses", "evaluators", "strategies", "security", "reliability",
+           "reports", "privacy")
 
 
 def _modules() -> list[str]:

@@ -52,7 +52,8 @@ def test_render_contains_the_numbers():
     assert head.startswith("neurofuzz [running]")
     assert "run 1m05s" in head and "iterations 12" in head and "mutants 3456 (53/s, 78 invalid)" in head
     assert cov.split() == ["coverage", "nc", "0.5000", "kmnc", "0.1235", "nbc", "0.0000"]
-    assert "queue 90" in corpus and "failures 11 (7 stored)" in corpus and "last find 4s ago" in corpus
+    # 11 failures in 65.7 s: 10.0 per minute
+    assert "queue 90" in corpus and "failures 11 (7 stored, 10.0/min)" in corpus and "last find 4s ago" in corpus
     assert fails.split() == ["failures", "misclassified", "9", "nonfinite", "2"]
 
 
@@ -75,9 +76,10 @@ def test_render_run_time(seconds, text):
 def test_plain_line_content():
     out = io.StringIO()
     Monitor(out, interval=0, live=False).update(stats(), "running")
-    assert out.getvalue() == ("[1m05s] running it=12 mutants=3456 (53/s) queue=90 failures=11 "
-                              "nc=0.5000 kmnc=0.1235 nbc=0.0000\n")
-    assert "\x1b" not in out.getvalue()
+    # issue 12: no bracketed "[1m05s]" prefix (it read like an escape code); plain key=value words
+    assert out.getvalue() == ("neurofuzz: running it=12 time=1m05s mutants=3456 (53/s) queue=90 failures=11 "
+                              "last_find=4s nc=0.5000 kmnc=0.1235 nbc=0.0000\n")
+    assert "\x1b" not in out.getvalue() and "[" not in out.getvalue()
 
 
 def test_plain_mode_interval_zero_writes_every_update():

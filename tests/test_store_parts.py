@@ -112,13 +112,17 @@ def test_fsync_is_targeted_and_syncfs_is_gone(tmp_path: Path, monkeypatch: pytes
         s.save_state("fuzzer", {"step": 1})
         s.write_stats({"status": "running"})
         s.append_plot({"t": 1})
-        assert synced == [d / "failures"]  # fsync=False: nothing flushed yet but a new folder's creation
-        synced.clear()
+        # fsync=False: the noted files may already be flushing in the background (never a
+        # directory: those wait for sync); a new folder's creation is flushed at once
+        early = set(synced) - {d / "failures"}
+        assert d / "failures" in synced and early <= {a.path, b.path, d / "state/fuzzer.pt", d / "fuzzer_stats",
+                                                      d / "plot_data"}
         s.sync()
+        synced.remove(d / "failures")
         assert set(synced) == {a.path, b.path, d / "state/fuzzer.pt", d / "fuzzer_stats", d / "plot_data",
                                d / "index.sqlite", d / "index.sqlite-wal", d, d / "queue", d / "state",
                                d / "failures/misclassified"}
-        assert len(synced) == len(set(synced))  # each exactly once
+        assert len(synced) == len(set(synced))  # each exactly once, in the background or at sync
         synced.clear()
         s.sync()
         assert set(synced) <= {d / "index.sqlite", d / "index.sqlite-wal", d}  # nothing new but the index
@@ -192,3 +196,34 @@ def test_entry_schema_has_one_definition(tmp_path: Path) -> None:
 def test_base_store_core_is_small() -> None:
     assert sorted(BaseStore.__abstractmethods__) == ["_insert", "_query", "_read_meta", "_transaction",
                                                       "_write_meta", "close"]
+
+
+def test_background_fsyncs_are_all_done_when_flush_returns_and_their_errors_surface(tmp_path, monkeypatch):
+    import threading
+
+    done: list[Path] = []
+    gate = threading.Event()
+
+    def slow(path, *, missing_ok=True):
+        gate.wait(5)  # held until the main thread is inside flush (or 5 s)
+        if Path(path).name == "bad":
+            raise OSError(5, "Input/output error", str(path))
+        done.append(Path(path))
+
+    monkeypatch.setattr(fs, "fsync_path", slow)
+    u = fs.Unsynced()
+    names = [tmp_path / f"f{i}" for i in range(5)]
+    for p in names:
+        p.write_bytes(b"x")
+        u.add(p)
+    assert not done  # nothing finished: the worker waits on the gate
+    threading.Timer(0.2, gate.set).start()
+    assert u.flush() == 5
+    assert set(names) <= set(done) and tmp_path in done  # every file, then the directory
+    u.add(tmp_path / "bad")
+    with pytest.raises(OSError, match="Input/output"):
+        u.flush()
+    sync = fs.Unsynced(background=False)
+    sync.add(names[0])
+    done.clear()
+    assert sync.flush() == 1 and done == [names[0], tmp_path]

@@ -60,13 +60,17 @@ def demo_run(args: argparse.Namespace) -> int:
     print(f"neurofuzz demo: LeNet-5 on digits, {len(x)} seeds, {len(cfg.mutators)} natural mutators, "
           f"{args.time:g} s -> {out}", flush=True)
     fz = Campaign.create(out, target, x, y, cfg, profile_data=x_train,
-                       monitor=None if args.quiet else Monitor(interval=5.0), setup_extra={"command": "demo"})
+                       monitor=None if args.quiet else Monitor(interval=5.0, budget=cfg.budget),
+                       setup_extra={"command": "demo"})
     start = fz.suite.values()
     try:
         summary = fz.run()
     finally:
         fz.close()
     print(format_summary(summary, start))
+    from neurofuzz.fuzzer.commands.report import demo_report
+
+    print(demo_report(out))
     return 128 + fz.signal if fz.signal else 0
 
 
@@ -91,6 +95,13 @@ def fuzz_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mutators", help="comma-separated mutator names (default parameters; overrides the config)")
     p.add_argument("--reference-model", help="second model for the disagreement oracle (same forms as --model)")
     p.add_argument("--reference-weights", help="state_dict of the reference model")
+    p.add_argument("--reference", metavar="TWIN",
+                   help="a reference built from the fuzzed model itself for the disagreement oracle: fp16, bf16, "
+                        "int8 (dynamic quantisation of the linear layers), onnx (an ONNX export in onnxruntime) or "
+                        "fault:SPEC (a faulty copy, e.g. fault:bitflip:rate=0.001,layers=fc*)")
+    p.add_argument("--reference-mean", type=float, nargs="+", help="normalisation mean of the reference "
+                                                                  "(default: the fuzzed model's)")
+    p.add_argument("--reference-std", type=float, nargs="+", help="normalisation std of the reference")
     p.add_argument("--quiet", action="store_true", help="no status output")
 
 
@@ -100,6 +111,8 @@ def fuzz_run(args: argparse.Namespace) -> int:
     monitor = None if args.quiet else Monitor()
     budget = budget_from(args)
     fz = _resumed(args, monitor, budget) if args.resume else _created(args, monitor, budget)
+    if monitor is not None:
+        monitor.budget = fz.config.budget  # this run's budget: the progress bar and its ETA
     try:
         summary = fz.run()
     finally:
@@ -124,11 +137,11 @@ def _resumed(args: argparse.Namespace, monitor, budget):
                         "give only budgets, or start a new campaign")
     with CampaignStore.open(args.out, readonly=True) as store:
         setup = store.setup
-    given = {k: getattr(args, k) for k in ("model", "weights", "mean", "std", "bounds")}
+    given = {k: getattr(args, k, None) for k in ("model", "weights", "key_file", "mean", "std", "bounds")}
     for k, v in resume_options(setup, given).items():
         setattr(args, k, v)
     target = target_from(args)
-    reference = reference_from(args)
+    reference = _reference(args, target, setup.get("input_shape"), recorded=setup.get("reference_twin"))
     return Campaign.resume(args.out, target, reference=reference, monitor=monitor, budget=budget)
 
 
@@ -139,7 +152,8 @@ def _created(args: argparse.Namespace, monitor, budget):
     from neurofuzz.fuzzer.config import FuzzConfig
 
     target = target_from(args)
-    reference = reference_from(args)
+    x, y = seeds_from(args, target.bounds)
+    reference = _reference(args, target, list(x.shape[1:]))
     cfg = FuzzConfig.from_toml(args.config) if args.config else FuzzConfig()
     overrides: dict = {}
     if budget is not None:
@@ -151,7 +165,6 @@ def _created(args: argparse.Namespace, monitor, budget):
     if reference is not None and "disagreement" not in cfg.oracle_names():
         overrides["oracles"] = [*cfg.oracles, {"name": "disagreement"}]
     cfg = dataclasses.replace(cfg, **overrides) if overrides else cfg
-    x, y = seeds_from(args, target.bounds)
     profile = NeuronProfile.load(args.profile) if args.profile else None
     profile_data = None
     if profile is None and is_builtin(args.model):
@@ -160,7 +173,51 @@ def _created(args: argparse.Namespace, monitor, budget):
         profile_data = load_digits32("train")[0]  # the built-in model's training data
     return Campaign.create(args.out, target, x, y, cfg, profile=profile, profile_data=profile_data,
                            force=args.force, reference=reference, monitor=monitor,
-                           setup_extra={"command": "fuzz", **model_record(args), "seeds": args.seeds})
+                           setup_extra={"command": "fuzz", **model_record(args), "seeds": args.seeds,
+                                        "reference_twin": _twin_record(args)})
+
+
+def _twin_record(args: argparse.Namespace) -> dict | None:
+    """What a resume needs to rebuild a --reference twin (None without one)."""
+    if not args.reference:
+        return None
+    return {"name": args.reference, "mean": args.reference_mean, "std": args.reference_std}
+
+
+def _reference(args: argparse.Namespace, target, input_shape, recorded: dict | None = None):
+    """The disagreement oracle's reference: a --reference twin of ``target`` (on --resume: the
+    recorded one, which a different --reference cannot replace), a --reference-model, or None."""
+    from neurofuzz.ground.target import Target
+
+    if args.reference and args.reference_model:
+        raise UserError("give --reference (a twin of the fuzzed model) or --reference-model (another model), not both")
+    if (args.reference_mean or args.reference_std) and not (args.reference or args.reference_model or recorded):
+        raise UserError("--reference-mean/--reference-std apply to a --reference or --reference-model; give one")
+    if recorded is not None:
+        if args.reference_model:
+            raise UserError(f"campaign {args.out} was run with the reference twin {recorded['name']!r}; resume it "
+                            "without --reference-model")
+        given = None
+        if args.reference or args.reference_mean or args.reference_std:
+            given = {"name": args.reference or recorded["name"], "mean": args.reference_mean, "std": args.reference_std}
+        if given is not None and given != recorded:
+            raise UserError(f"campaign {args.out} was run with --reference {recorded['name']} (mean "
+                            f"{recorded['mean']}, std {recorded['std']}), not {given['name']} (mean {given['mean']}, "
+                            f"std {given['std']}); leave --reference out to resume with the recorded twin")
+        args.reference, args.reference_mean, args.reference_std = recorded["name"], recorded["mean"], recorded["std"]
+    elif args.resume and args.reference:
+        raise UserError(f"campaign {args.out} was run without a reference twin; --reference cannot be added on "
+                        "--resume (start a new campaign)")
+    if args.reference:
+        from neurofuzz.fuzzer.twins import twin_from_spec
+
+        return twin_from_spec(args.reference, target, input_shape=input_shape, mean=args.reference_mean,
+                              std=args.reference_std)
+    ref = reference_from(args)
+    if ref is not None and (args.reference_mean or args.reference_std):
+        ref = Target(ref.module, bounds=ref.bounds, mean=args.reference_mean or args.mean,
+                     std=args.reference_std or args.std, device=ref.device)
+    return ref
 
 
 # ---------------------------------------------------------------------------- status

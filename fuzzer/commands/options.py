@@ -8,12 +8,26 @@ from pathlib import Path
 from neurofuzz.ground.errors import UserError
 
 
+class RefuseKeyArgument(argparse.Action):
+    """A hidden ``--key`` option that refuses any value, without echoing it (keys come from files)."""
+
+    def __init__(self, option_strings, dest, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs="?", help=argparse.SUPPRESS)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        raise UserError("a key is never taken from the command line (shell history, process list): put it in a "
+                        "file (0600) and pass --key-file FILE, or set NEUROFUZZ_KEY_FILE / NEUROFUZZ_KEY")
+
+
 def model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--model",
-                   help="'builtin' (LeNet-5 digits), a TorchScript file, module.path:factory or path/to/file.py:factory "
-                        "(the working directory is on the import path; default: builtin)")
+                   help="'builtin' (LeNet-5 digits), a TorchScript file, an .onnx file, module.path:factory or "
+                        "path/to/file.py:factory (the working directory is on the import path; default: builtin)")
     g.add_argument("--weights", help="state_dict for a module:factory model (loaded with weights_only=True)")
+    g.add_argument("--key-file", metavar="KEYFILE",
+                   help="key of encrypted --weights (else $NEUROFUZZ_KEY_FILE or $NEUROFUZZ_KEY; never the key itself)")
+    g.add_argument("--key", action=RefuseKeyArgument)
     g.add_argument("--allow-pickle", action="store_true",
                    help="load --weights with full unpickling (only for files you trust)")
     g.add_argument("--bounds", nargs=2, type=float, metavar=("LO", "HI"),
@@ -30,7 +44,8 @@ def target_from(args: argparse.Namespace, spec: str | None = None, weights: str 
 
     device = resolve_device(args.device)  # cheap checks first: refuse before loading a model
     bounds = check_bounds(args.bounds if args.bounds is not None else (0.0, 1.0))
-    model = load_model(spec or args.model or "builtin", weights if spec else args.weights, allow_pickle=args.allow_pickle)
+    model = load_model(spec or args.model or "builtin", weights if spec else args.weights, allow_pickle=args.allow_pickle,
+                       key_file=getattr(args, "key_file", None))
     return Target(model, bounds=bounds, mean=args.mean, std=args.std, device=device)
 
 
@@ -86,7 +101,10 @@ def model_record(args: argparse.Namespace) -> dict:
         path = path or p
         return (str(Path(path).absolute()) + sep + factory) if Path(path).exists() else p
 
-    return {"model": absolute(args.model), "weights": absolute(args.weights) if args.weights else None}
+    record = {"model": absolute(args.model), "weights": absolute(args.weights) if args.weights else None}
+    if getattr(args, "key_file", None):  # where the key of encrypted weights is (never the key itself)
+        record["key_file"] = str(Path(args.key_file).absolute())
+    return record
 
 
 def check_seed(seed: int, flag: str = "--seed") -> None:
