@@ -94,3 +94,16 @@ def test_the_plugin_is_registered_and_imports_no_torch():
             "print(ep.value, 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["neurofuzz.strategies.pytest_plugin", "False"]
+
+
+def test_the_example_regression_file_passes_as_shipped():
+    """examples/test_model_regression.py is documented as runnable: it is run here, as a user would."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+                           str(root / "examples" / "test_model_regression.py")],
+                          capture_output=True, text=True, timeout=600, cwd=root)
+    assert proc.returncode == 0 and " passed" in proc.stdout and "failed" not in proc.stdout, proc.stdout[-2000:]
