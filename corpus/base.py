@@ -215,25 +215,32 @@ class BaseStore(ABC):
             return self._insert(row, arr)
 
     def _resolve_lineage(self, root: int | None, parent: int | None) -> tuple[int | None, int | None, int]:
-        p = None
+        p_root = p_depth = None
         if parent is not None:
-            p = self._get(parent)
-            if p is None:
+            found = self._lineage_of(parent)
+            if found is None:
                 raise ValueError(f"parent {parent} is not in the corpus")
+            p_root, p_depth = found
             if root is None:
-                root = p.root
-            elif root != p.root:
-                raise ValueError(f"parent {parent} descends from root {p.root}, not from root {root}")
+                root = p_root
+            elif root != p_root:
+                raise ValueError(f"parent {parent} descends from root {p_root}, not from root {root}")
         if root is None:
             return None, None, 0
-        r = self._get(root)
+        r = self._lineage_of(root) if root != parent else (p_root, p_depth)
         if r is None:
             raise ValueError(f"root {root} is not in the corpus")
-        if not r.is_root:
-            raise ValueError(f"root {root} is not a seed (its own root is {r.root}); pass that id")
-        if p is None:
-            p = r
-        return root, p.id, p.depth + 1
+        if r[0] != root:
+            raise ValueError(f"root {root} is not a seed (its own root is {r[0]}); pass that id")
+        if parent is None:
+            return root, root, r[1] + 1
+        return root, parent, p_depth + 1
+
+    def _lineage_of(self, id: int) -> tuple[int, int] | None:
+        """``(root, depth)`` of entry ``id``, or None; a store may answer it without building the
+        whole :class:`Entry` (the campaign store reads two columns)."""
+        e = self._get(id)
+        return None if e is None else (e.root, e.depth)
 
     def _get(self, id: int) -> Entry | None:
         found = self._query(id=id)

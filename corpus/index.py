@@ -166,6 +166,11 @@ class EntryIndex:
         cur = self.conn.execute(f"SELECT {self._select} FROM entries {where} ORDER BY id", args)
         return [dict(zip(NAMES, r)) for r in cur]
 
+    def lineage(self, id: int) -> tuple[int, int] | None:
+        """``(root, depth)`` of entry ``id`` (two columns, no row decoding), or None."""
+        r = self.conn.execute("SELECT root, depth FROM entries WHERE id = ?", (int(id),)).fetchone()
+        return None if r is None else (int(r[0]), int(r[1]))
+
     def count(self, **filters: Any) -> int:
         where, args = _where(**filters)
         return int(self.conn.execute(f"SELECT count(*) FROM entries {where}", args).fetchone()[0])

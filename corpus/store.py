@@ -347,6 +347,10 @@ class CampaignStore(BaseStore):
     def _entry(self, row: Mapping[str, Any]) -> Entry:
         return make_entry(row, path=self.path / row["path"], loader=self._loader)
 
+    def _lineage_of(self, id: int) -> tuple[int, int] | None:
+        with self._mutex:
+            return self.index.lineage(id)
+
     def _query(self, **filters: Any) -> list[Entry]:
         with self._mutex:
             rows = self.index.rows(**filters)
