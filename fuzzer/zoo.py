@@ -139,18 +139,24 @@ def train_lenet5_digits(*, seed: int = 0, epochs: int = 30, batch_size: int = 64
                 else:
                     p.zero_()
         x, y = load_digits32("train")
-        opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-        model.train()
-        for _ in range(epochs):
-            perm = torch.randperm(len(y), generator=g)
-            for i in range(0, len(y), batch_size):
-                idx = perm[i : i + batch_size]
-                opt.zero_grad(set_to_none=True)
-                F.cross_entropy(model(x[idx]), y[idx]).backward()
-                opt.step()
-        return model.eval()
+        return fit_classifier(model, x, y, epochs=epochs, batch_size=batch_size, lr=2e-3, generator=g)
     finally:
         torch.set_num_threads(threads)
+
+
+def fit_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, batch_size: int,
+                   lr: float, generator: torch.Generator) -> nn.Module:
+    """Plain Adam on cross-entropy, batches shuffled by ``generator``; returns the model in eval mode."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    for _ in range(epochs):
+        perm = torch.randperm(len(y), generator=generator)
+        for i in range(0, len(y), batch_size):
+            idx = perm[i : i + batch_size]
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x[idx]), y[idx]).backward()
+            opt.step()
+    return model.eval()
 
 
 def load_lenet5_digits(path: str | Path = WEIGHTS) -> LeNet5:

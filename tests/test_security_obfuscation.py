@@ -12,7 +12,7 @@ from torch import nn
 import neurofuzz.security.obfuscation as obf_mod
 from neurofuzz.fuzzer.cli import main
 from neurofuzz.fuzzer.io import load_model
-from neurofuzz.fuzzer.zoo import ResNet18, load_digits32, load_lenet5_digits
+from neurofuzz.fuzzer.zoo import ResNet18, _BasicBlock, load_digits32, load_lenet5_digits
 from neurofuzz.ground.errors import UserError
 from neurofuzz.ground.target import model_hash
 from neurofuzz.security.obfuscation import find_links, obfuscate
@@ -22,19 +22,7 @@ def rand(*shape: int, seed: int = 0) -> torch.Tensor:
     return torch.rand(*shape, generator=torch.Generator().manual_seed(seed))
 
 
-class Block(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.shortcut = nn.Identity() if stride == 1 and cin == cout else nn.Sequential(
-            nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = torch.relu(self.bn1(self.conv1(x)))
-        return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+Block = _BasicBlock  # the zoo's residual block (conv-bn-relu-conv-bn + shortcut, relu)
 
 
 class SmallResNet(nn.Module):

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from neurofuzz.fuzzer.commands.options import check_seed
@@ -93,17 +92,10 @@ def _seeded(factory: Callable[[], nn.Module], seed: int) -> nn.Module:
 def train_normal(factory: Callable[[], nn.Module], x: torch.Tensor, y: torch.Tensor, *, seed: int, epochs: int,
                  lr: float = 2e-3, batch_size: int = 64) -> nn.Module:
     """Plain Adam training with a seeded init and seeded batches."""
-    model = _seeded(factory, seed).train()
-    g = torch.Generator().manual_seed(int(seed))
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    for _ in range(epochs):
-        perm = torch.randperm(len(y), generator=g)
-        for i in range(0, len(y), batch_size):
-            idx = perm[i : i + batch_size]
-            opt.zero_grad(set_to_none=True)
-            F.cross_entropy(model(x[idx]), y[idx]).backward()
-            opt.step()
-    return model.eval()
+    from neurofuzz.fuzzer.zoo import fit_classifier
+
+    return fit_classifier(_seeded(factory, seed), x, y, epochs=epochs, batch_size=batch_size, lr=lr,
+                          generator=torch.Generator().manual_seed(int(seed)))
 
 
 def _architecture(args: argparse.Namespace) -> tuple[nn.Module, Callable[[], nn.Module], str]:
