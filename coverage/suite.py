@@ -35,21 +35,27 @@ import torch
 from torch import nn
 
 from neurofuzz.coverage.base import CoverageMetric
+from neurofuzz.coverage.bknc import BKNC
 from neurofuzz.coverage.kmnc import KMNC
 from neurofuzz.coverage.nbc import NBC
 from neurofuzz.coverage.nc import NC
+from neurofuzz.coverage.nlc import NLC
 from neurofuzz.coverage.profile import NeuronProfile
 from neurofuzz.coverage.recorder import ActivationRecorder
 from neurofuzz.coverage.snac import SNAC
+from neurofuzz.coverage.surprise import DSA, LSA
 from neurofuzz.coverage.tknc import TKNC
+from neurofuzz.coverage.tknp import TKNP
 from neurofuzz.ground.errors import UserError
 from neurofuzz.ground.registry import Registry
 
 METRICS: Registry[CoverageMetric] = Registry("coverage metric")
-for _cls in (NC, TKNC, KMNC, NBC, SNAC):
+for _cls in (NC, TKNC, KMNC, NBC, SNAC, BKNC, TKNP, NLC, LSA, DSA):
     METRICS.register(_cls)
 _NEEDS_PROFILE = {"kmnc", "nbc", "snac"}
-_PARAMS = {"nc": {"threshold", "scaled"}, "tknc": {"k"}, "kmnc": {"k"}, "nbc": {"std_widen"}, "snac": {"std_widen"}}
+_PARAMS = {"nc": {"threshold", "scaled"}, "tknc": {"k"}, "kmnc": {"k"}, "nbc": {"std_widen"}, "snac": {"std_widen"},
+           "bknc": {"k"}, "tknp": {"k", "table", "hash_seed"}, "nlc": {"tol"},
+           "lsa": {"fit", "buckets", "lower", "upper", "var_threshold"}, "dsa": {"fit", "buckets", "lower", "upper"}}
 DEFAULT_SPEC: dict[str, dict[str, Any]] = {
     "nc": {"threshold": 0.5}, "tknc": {"k": 2}, "kmnc": {"k": 100}, "nbc": {}, "snac": {},
 }
