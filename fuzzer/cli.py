@@ -23,7 +23,7 @@ __all__ = ["COMMANDS", "build_parser", "format_coverage_report", "format_summary
 
 # name -> (help, add_args(parser), run(args) -> exit status), in the order `neurofuzz --help` lists them
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
-    "coverage": ("coverage report of the built-in digits model on its test set",
+    "coverage": ("coverage report of a model on data (default: the built-in digits model on its test set)",
                  tools.coverage_args, tools.coverage_run),
     "demo": ("the main job: a short fuzz campaign on the built-in digits model",
              campaign.demo_args, campaign.demo_run),
@@ -34,7 +34,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
     "export": ("export a campaign's corpus to .npz or a PNG folder with a JSONL manifest",
                corpus.export_args, corpus.export_run),
     "replay": ("regression test: run a campaign's corpus through a (new) model", corpus.replay_args, corpus.replay_run),
-    "evaluate": ("MindArmour's tutorial experiment on the built-in model: FGSM attack metrics, "
+    "evaluate": ("MindArmour's tutorial experiment (default: the built-in model): FGSM attack metrics, "
                  "NAD defense and defense metrics", tools.evaluate_args, tools.evaluate_run),
     "mutators": ("list the registered mutators and their parameters", tools.mutators_args, tools.mutators_run),
     "faults": ("fault sensitivity map: accuracy drop and prediction changes per fault kind and layer",
