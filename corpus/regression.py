@@ -38,9 +38,7 @@ from typing import Any
 import torch
 
 from neurofuzz.corpus.base import BaseStore, select_entries
-from neurofuzz.corpus.entry import Entry
-from neurofuzz.ground.errors import UserError
-from neurofuzz.ground.target import extract_logits
+from neurofuzz.corpus.replay import predict_entries
 
 CATEGORIES = ("fixed", "still_failing", "new_regression", "stable")
 
@@ -162,34 +160,6 @@ def count(results: list[InputResult]) -> dict[str, int]:
 
 
 @torch.no_grad()
-def predict_entries(entries: list[Entry], model: Callable[[torch.Tensor], object], *,
-                    batch_size: int = 256) -> dict[int, tuple[int, float]]:
-    """``{id: (predicted class or -1 if non-finite, probability of the stored label)}``, images
-    loaded ``batch_size`` at a time, one shape per batch."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise UserError(f"batch_size must be a positive integer, got {batch_size!r}")
-    device = torch.device(getattr(model, "device", None) or "cpu")
-    by_shape: dict[tuple[int, ...], list[Entry]] = {}
-    for e in entries:
-        by_shape.setdefault(e.shape, []).append(e)
-    out: dict[int, tuple[int, float]] = {}
-    for group in by_shape.values():
-        for i in range(0, len(group), batch_size):
-            chunk = group[i : i + batch_size]
-            logits = extract_logits(model(torch.stack([e.load() for e in chunk]).to(device))).float().cpu()
-            if logits.ndim != 2 or logits.shape[0] != len(chunk):
-                raise UserError(f"the model returned logits of shape {list(logits.shape)} for {len(chunk)} inputs; "
-                                "it must return [batch, n_classes]")
-            finite = torch.isfinite(logits).all(dim=1)
-            probs = torch.softmax(torch.nan_to_num(logits), dim=1)
-            labels = torch.tensor([min(max(e.label, 0), logits.shape[1] - 1) for e in chunk])
-            conf = torch.where(finite, probs.gather(1, labels[:, None])[:, 0], torch.zeros(len(chunk)))
-            pred = torch.where(finite, logits.argmax(dim=1), torch.full((len(chunk),), -1))
-            for e, p, c in zip(chunk, pred.tolist(), conf.tolist()):
-                out[e.id] = (int(p), float(c))
-    return out
-
-
 def regression_report(store: BaseStore, model: Callable[[torch.Tensor], object], *,
                       baseline: Callable[[torch.Tensor], object] | None = None, which: str = "all",
                       oracle: str | None = None, batch_size: int = 256,

@@ -118,6 +118,34 @@ def _device(target: Callable[[torch.Tensor], object]) -> torch.device:
 
 
 @torch.no_grad()
+def predict_entries(entries: list[Entry], model: Callable[[torch.Tensor], object], *,
+                    batch_size: int = 256) -> dict[int, tuple[int, float]]:
+    """``{id: (predicted class or -1 if non-finite, probability of the stored label)}``, images
+    loaded ``batch_size`` at a time, one shape per batch."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise UserError(f"batch_size must be a positive integer, got {batch_size!r}")
+    device = _device(model)
+    by_shape: dict[tuple[int, ...], list[Entry]] = {}
+    for e in entries:
+        by_shape.setdefault(e.shape, []).append(e)
+    out: dict[int, tuple[int, float]] = {}
+    for group in by_shape.values():
+        for i in range(0, len(group), batch_size):
+            chunk = group[i : i + batch_size]
+            logits = extract_logits(model(torch.stack([e.load() for e in chunk]).to(device))).float().cpu()
+            if logits.ndim != 2 or logits.shape[0] != len(chunk):
+                raise UserError(f"the model returned logits of shape {list(logits.shape)} for {len(chunk)} inputs; "
+                                "it must return [batch, n_classes]")
+            finite = torch.isfinite(logits).all(dim=1)
+            probs = torch.softmax(torch.nan_to_num(logits), dim=1)
+            labels = torch.tensor([min(max(e.label, 0), logits.shape[1] - 1) for e in chunk])
+            conf = torch.where(finite, probs.gather(1, labels[:, None])[:, 0], torch.zeros(len(chunk)))
+            pred = torch.where(finite, logits.argmax(dim=1), torch.full((len(chunk),), -1))
+            for e, p, c in zip(chunk, pred.tolist(), conf.tolist()):
+                out[e.id] = (int(p), float(c))
+    return out
+
+
 def replay(
     store: BaseStore,
     target: Callable[[torch.Tensor], object],
@@ -137,28 +165,8 @@ def replay(
 
     Example: ``print(replay(CampaignStore.open("out", readonly=True), Target(new_model)).summary())``.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise UserError(f"batch_size must be a positive integer, got {batch_size!r}")
     entries = select_entries(store, which, oracle)
-    device = _device(target)
-    by_shape: dict[tuple[int, ...], list[Entry]] = {}
-    for e in entries:
-        by_shape.setdefault(e.shape, []).append(e)
-    new_pred: dict[int, tuple[int, bool]] = {}
-    for group in by_shape.values():
-        for i in range(0, len(group), batch_size):
-            chunk = group[i : i + batch_size]
-            x = torch.stack([e.load() for e in chunk]).to(device)
-            logits = extract_logits(target(x))
-            if logits.ndim != 2 or logits.shape[0] != len(chunk):
-                raise UserError(
-                    f"the model returned logits of shape {list(logits.shape)} for {len(chunk)} inputs; "
-                    "it must return [batch, n_classes]"
-                )
-            finite = torch.isfinite(logits).all(dim=1)
-            pred = torch.where(finite, logits.argmax(dim=1), torch.full_like(finite, -1, dtype=torch.long))
-            for e, p, ok in zip(chunk, pred.tolist(), finite.tolist()):
-                new_pred[e.id] = (int(p), bool(ok))
+    new_pred = {i: (p, p != -1) for i, (p, _) in predict_entries(entries, target, batch_size=batch_size).items()}
     report = ReplayReport()
     for e in entries:  # id order
         p, ok = new_pred[e.id]
