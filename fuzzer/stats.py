@@ -57,20 +57,23 @@ class Counters:
     # Fault-revealing measures, over every failing mutant (stored or not). Their sizes are bounded
     # by seeds x classes, not by the number of mutants.
     first_failure: float = -1.0  # campaign time of the first failing mutant; -1: none yet
-    failing_roots: set[int] = field(default_factory=set)  # root seeds with at least one failing mutant
     failing_pairs: set[tuple[int, int]] = field(default_factory=set)  # distinct (root seed, predicted class)
     confusions: set[tuple[int, int]] = field(default_factory=set)  # distinct (true, predicted) with true != predicted
 
-    SETS = ("failing_roots", "failing_pairs", "confusions")
+    SETS = ("failing_pairs", "confusions")
 
     def mutator(self, name: str) -> MutatorStats:
         return self.per_mutator.setdefault(name, MutatorStats())
+
+    @property
+    def failing_roots(self) -> set[int]:
+        """Root seeds with at least one failing mutant (from the pairs)."""
+        return {r for r, _ in self.failing_pairs}
 
     def failure_seen(self, *, root: int, label: int, pred: int, at: float) -> None:
         """Count one failing mutant of ``root`` (true class ``label``) predicted as ``pred``."""
         if self.first_failure < 0:
             self.first_failure = at
-        self.failing_roots.add(root)
         self.failing_pairs.add((root, pred))
         if pred != label:
             self.confusions.add((label, pred))
@@ -79,7 +82,6 @@ class Counters:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["failures_total"], d["failures_stored"] = dict(self.failures_total), dict(self.failures_stored)
         d["per_mutator"] = {k: [m.mutants, m.retained, m.failures] for k, m in self.per_mutator.items()}
-        d["failing_roots"] = sorted(self.failing_roots)
         d["failing_pairs"] = [list(p) for p in sorted(self.failing_pairs)]
         d["confusions"] = [list(p) for p in sorted(self.confusions)]
         return d
@@ -92,7 +94,6 @@ class Counters:
         known = {f.name for f in dataclasses.fields(cls)}
         c = cls(**{k: v for k, v in d.items() if k in known})
         c.per_mutator = {str(k): MutatorStats(*(int(n) for n in v)) for k, v in pm.items()}
-        c.failing_roots = {int(r) for r in sets["failing_roots"]}
         c.failing_pairs = {(int(a), int(b)) for a, b in sets["failing_pairs"]}
         c.confusions = {(int(a), int(b)) for a, b in sets["confusions"]}
         return c
