@@ -67,14 +67,18 @@ class EntryIndex:
 
     # ------------------------------------------------------------------ create / connect
     @staticmethod
-    def initialise(db: Path) -> None:
-        """Create a fresh index file with the schema and the format version."""
+    def initialise(db: Path, id_base: int = 0) -> None:
+        """Create a fresh index file with the schema and the format version; its first entry id
+        is ``id_base + 1`` (a worker's shard numbers its entries from its own base)."""
         conn = sqlite3.connect(db, isolation_level=None)
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.executescript(
-                "BEGIN;" + SCHEMA + f"INSERT INTO meta VALUES ('format_version', '{FORMAT_VERSION}');COMMIT;"
+                "BEGIN;" + SCHEMA + f"INSERT INTO meta VALUES ('format_version', '{FORMAT_VERSION}');"
+                + (f"INSERT INTO sqlite_sequence (name, seq) VALUES ('entries', {int(id_base)});"
+                   "INSERT INTO meta VALUES ('shard', '1');" if id_base else "")
+                + "COMMIT;"
             )
             conn.execute("PRAGMA journal_mode=DELETE")  # at rest: one file (see close)
         finally:
@@ -95,7 +99,6 @@ class EntryIndex:
             if not readonly:
                 conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
-            conn.execute("PRAGMA foreign_keys=ON")
             check = conn.execute("PRAGMA quick_check").fetchall()
             if check != [("ok",)]:
                 raise corrupt(campaign, f"{INDEX} failed its integrity check ({check[0][0]})")
@@ -108,6 +111,9 @@ class EntryIndex:
             if int(row[0]) > FORMAT_VERSION:
                 raise UserError(f"campaign index {db} is format {row[0]}, newer than this neurofuzz supports; "
                                 "upgrade neurofuzz")
+            # A worker's shard has parents in other shards: the parent column cannot be a checked key there.
+            shard = conn.execute("SELECT value FROM meta WHERE key = 'shard'").fetchone() is not None
+            conn.execute(f"PRAGMA foreign_keys={'OFF' if shard else 'ON'}")
             present = {r[1] for r in conn.execute("PRAGMA table_info(entries)")}
             if not readonly and not set(NAMES) <= present:
                 for c in COLUMNS:  # columns added since the index was made
@@ -164,6 +170,12 @@ class EntryIndex:
         """Rows (dicts of stored values) matching ``column=value`` filters (``None``: any), by id."""
         where, args = _where(**filters)
         cur = self.conn.execute(f"SELECT {self._select} FROM entries {where} ORDER BY id", args)
+        return [dict(zip(NAMES, r)) for r in cur]
+
+    def rows_between(self, lo: int, hi: int) -> list[dict[str, Any]]:
+        """Rows with ``lo < id <= hi``, by id (what a worker imports from a peer's shard)."""
+        cur = self.conn.execute(f"SELECT {self._select} FROM entries WHERE id > ? AND id <= ? ORDER BY id",
+                                (int(lo), int(hi)))
         return [dict(zip(NAMES, r)) for r in cur]
 
     def lineage(self, id: int) -> tuple[int, int] | None:

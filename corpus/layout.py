@@ -48,7 +48,8 @@ from neurofuzz.ground.errors import UserError
 
 FORMAT = "neurofuzz-campaign"
 SETUP = "fuzzer_setup"
-KNOWN = {SETUP, INDEX, STATS, PLOT, LOCK, "queue", "failures", "state",
+WORKERS = "workers"  # shards of a campaign fuzzed by several workers (see neurofuzz.corpus.shards)
+KNOWN = {SETUP, INDEX, STATS, PLOT, LOCK, "queue", "failures", "state", WORKERS,
          INDEX + "-wal", INDEX + "-shm", INDEX + "-journal"}
 ENTRY_FILE = re.compile(r"id_\d{6,}_[0-9a-f]{16}\.npy\Z")
 

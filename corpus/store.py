@@ -56,7 +56,7 @@ import functools
 import shutil
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, overload
@@ -82,6 +82,7 @@ from neurofuzz.corpus.lock import LOCK, WriterLock
 from neurofuzz.corpus.memory import MemoryStore  # noqa: F401  (also importable from here)
 from neurofuzz.corpus.monitor import FileMonitor
 from neurofuzz.corpus.readonly import ReadOnlyStore
+from neurofuzz.corpus.shards import with_shards
 from neurofuzz.corpus.state import DirStates
 from neurofuzz.ground.errors import UserError
 
@@ -96,9 +97,9 @@ class CampaignStore(BaseStore):
         path: the campaign directory (absolute).
         setup: the ``setup`` dict passed to :meth:`create`.
         fsync: whether writes are fsynced (see :meth:`create`).
-        recovered: what :meth:`open` cleaned up after a crash: ``{"temp_files": n, "orphans": n,
-            "plot_bytes_truncated": n}``.
-        index, monitor, states: the components (entry index, monitor files, state blobs).
+        recovered: what :meth:`open` cleaned up after a crash (temp files, orphans, plot bytes).
+        index, monitor, states: the components (entry index, monitor files, state blobs);
+        foreign: ``id -> Entry | None`` for ids of other shards (:mod:`~neurofuzz.corpus.shards`).
     """
 
     def __init__(self, path: str | Path, *, fsync: bool = True, verify: bool = True) -> None:
@@ -108,7 +109,7 @@ class CampaignStore(BaseStore):
     # ------------------------------------------------------------------ create / open
     @classmethod
     def create(cls, path: str | Path, *, setup: Mapping[str, Any], mode: str = "new",
-               fsync: bool = True) -> "CampaignStore":
+               fsync: bool = True, id_base: int = 0) -> "CampaignStore":
         """Create a new campaign at ``path`` and open it for writing.
 
         Args:
@@ -166,7 +167,7 @@ class CampaignStore(BaseStore):
         try:
             if nonempty:
                 _wipe(p)
-            EntryIndex.initialise(p / INDEX)  # first: marks the directory as a campaign
+            EntryIndex.initialise(p / INDEX, id_base)  # first: marks the directory as a campaign
             for sub in ("queue", "failures", "state"):
                 make_dir(p / sub)
             atomic_write_bytes(p / SETUP, (setup_text + "\n").encode())  # last: creation complete
@@ -211,10 +212,14 @@ class CampaignStore(BaseStore):
             >>> shutil.rmtree(d)
         """
         if readonly:
-            core = cls.__new__(cls)
-            core._setup(Path(path).absolute(), writer=False, lock=None, fsync=fsync, verify=False)
-            return ReadOnlyStore(core)
+            core = cls._reader(Path(path).absolute(), fsync)
+            return ReadOnlyStore(with_shards(core, lambda d: cls._reader(d, fsync)))
         return cls(path, fsync=fsync, verify=verify)
+
+    @classmethod
+    def _reader(cls, path: Path, fsync: bool) -> "CampaignStore":  # no lock, no clean-up
+        (core := cls.__new__(cls))._setup(path, writer=False, lock=None, fsync=fsync, verify=False)
+        return core
 
     def _setup(self, p: Path, *, writer: bool, lock: WriterLock | None, fsync: bool, verify: bool) -> None:
         self.path = p
@@ -225,6 +230,7 @@ class CampaignStore(BaseStore):
         self._unsynced = Unsynced()
         self._lock = lock
         self._loader = functools.partial(load_entry, campaign=p)
+        self.foreign: Callable[[int], Entry | None] | None = None  # entries of other shards, by id
         self.index = self.monitor = self.states = Closed(f"the campaign store at {p}")  # type: ignore[assignment]
         try:
             self.setup = read_setup(p)
@@ -349,7 +355,18 @@ class CampaignStore(BaseStore):
 
     def _lineage_of(self, id: int) -> tuple[int, int] | None:
         with self._mutex:
-            return self.index.lineage(id)
+            found = self.index.lineage(id)
+        if found is None and self.foreign is not None:
+            e = self.foreign(id)
+            return None if e is None else (e.root, e.depth)
+        return found
+
+    def _get(self, id: int) -> Entry | None:
+        """Entry ``id``; one this shard did not issue is asked of :attr:`foreign` (a worker's peers)."""
+        found = self._query(id=id)
+        if not found and self.foreign is not None:
+            return self.foreign(id)
+        return found[0] if found else None
 
     def _query(self, **filters: Any) -> list[Entry]:
         with self._mutex:

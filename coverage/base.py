@@ -53,6 +53,8 @@ class CoverageMetric(ABC):
         device: where the history map lives (use the model's device).
     """
 
+    idempotent_merge = True  # merging the same state twice changes nothing (OR of maps)
+
     name: str = ""
 
     def __init__(self, layers: dict[str, int], *, cells_per_neuron: int, device: str | torch.device = "cpu") -> None:

@@ -50,6 +50,7 @@ _BUDGET = 2**24  # float64 elements per chunk of prefix co-moments
 
 class NLC(CoverageMetric):
     name = "nlc"
+    idempotent_merge = False  # merge adds populations (see the module docstring)
 
     def __init__(self, layers: dict[str, int], *, tol: float = 0.0, device: str | torch.device = "cpu") -> None:
         super().__init__(layers, cells_per_neuron=1, device=device)

@@ -182,3 +182,23 @@ class CoverageSuite:
     def merge(self, other: "CoverageSuite") -> None:
         for n, m in self.metrics.items():
             m.merge(other.metrics[n])
+
+    def merge_state(self, state: dict[str, Any]) -> None:
+        """Merge another suite's :meth:`state_dict` (another worker's coverage) into this one; each
+        metric's ``merge`` rule applies (OR of cell maps for the cell metrics)."""
+        import copy
+
+        twins = self.__dict__.setdefault("_merge_twins", {})
+        for n, m in self.metrics.items():
+            if n not in state:
+                raise UserError(f"the coverage state to merge has no metric {n!r} (it has {sorted(state)})")
+            twin = twins.get(n)
+            if twin is None:
+                twin = twins[n] = copy.deepcopy(m)
+            twin.load_state_dict(state[n])
+            m.merge(twin)
+
+    def not_shareable(self) -> list[str]:
+        """Metrics whose merge is not idempotent (merging a worker's state twice counts it twice),
+        so they cannot be shared between workers that exchange whole states."""
+        return [n for n, m in self.metrics.items() if not getattr(m, "idempotent_merge", True)]

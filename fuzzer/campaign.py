@@ -83,8 +83,9 @@ class Campaign:
 
     def __init__(self, target: Target, suite: CoverageSuite, config: FuzzConfig, store: CampaignStore, *,
                  resources: dict[str, Any] | None = None, monitor: Any = None,
-                 extra_oracles: list[Any] | None = None) -> None:
+                 extra_oracles: list[Any] | None = None, sync: Any = None) -> None:
         self.target, self.suite, self.config, self.store, self.monitor = target, suite, config, store, monitor
+        self.sync = sync  # a worker's WorkerSync (neurofuzz.fuzzer.sync), None for a lone campaign
         self.counters = Counters()
         self.queue = Queue(lambda eid: self.store.get(eid).load(), cache_mb=config.cache_mb)
         self.scheduler = build_scheduler(**config.scheduler)
@@ -100,6 +101,8 @@ class Campaign:
         self._last_ckpt = time.monotonic()
         self.stop_reason = ""
         self.signal = 0
+        if sync is not None:
+            sync.attach(self)
 
     @property
     def oracles(self) -> list[Any]:
@@ -150,7 +153,7 @@ class Campaign:
     @classmethod
     def resume(cls, path: str | Path, target: Target, *, resources: dict[str, Any] | None = None,
                reference: Callable | None = None, monitor: Any = None, budget: Budget | None = None,
-               extra_oracles: list[Any] | None = None) -> "Campaign":
+               extra_oracles: list[Any] | None = None, sync: Any = None) -> "Campaign":
         """Continue the campaign in ``path`` where it stopped; entries stored after the last
         checkpoint are re-read from disk, so nothing that was saved is lost. ``budget`` (if given)
         replaces the recorded budget."""
@@ -173,7 +176,8 @@ class Campaign:
         try:
             profile = NeuronProfile.from_state_dict(store.load_state("profile"))
             suite = CoverageSuite.default(target, profile, config.metrics)
-            fz = cls(target, suite, config, store, resources=resources, monitor=monitor, extra_oracles=extra_oracles)
+            fz = cls(target, suite, config, store, resources=resources, monitor=monitor, extra_oracles=extra_oracles,
+                     sync=sync)
             fz._restore()
         except BaseException:
             store.close()
@@ -229,7 +233,8 @@ class Campaign:
             self._record_counters()
         self.store.save_state(STATE, {"last_id": last_id, "rng": self.rng.get_state(),
                                       "scheduler": self.scheduler.state_dict(), "coverage": self.suite.state_dict(),
-                                      "counters": self.counters.to_dict()})
+                                      "counters": self.counters.to_dict(),
+                                      **({"sync": self.sync.state_dict()} if self.sync is not None else {})})
         self._last_ckpt = time.monotonic()
         release_free_memory()
 
@@ -244,6 +249,8 @@ class Campaign:
         c = Counters.from_dict(recorded if recorded is not None else st["counters"])
         self.counters.__dict__.update(c.__dict__)
         last_id = int(st["last_id"])
+        if self.sync is not None:  # the peers' entries it had imported (seeds included)
+            self.sync.restore(self, st.get("sync"))
         later = []
         for e in self.store.entries():
             self.loop.max_id = max(self.loop.max_id, e.id)
@@ -337,6 +344,8 @@ class Campaign:
                 self.report("running", force=True)
                 while not self._should_stop():
                     self.loop.step()
+                    if self.sync is not None:
+                        self.sync.after_step(self)
                     self.report("running")
                     if time.monotonic() - self._last_ckpt >= self.config.checkpoint_interval:
                         self.checkpoint()
@@ -346,6 +355,8 @@ class Campaign:
                 signal.signal(sig, h)
             self.checkpoint()
             self.report(status, force=True)
+            if self.sync is not None:
+                self.sync.finish(self)
         return {**self.stats(status).to_flat(), "stop_reason": self.stop_reason, "path": str(self.store.path)}
 
     def close(self) -> None:

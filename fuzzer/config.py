@@ -299,8 +299,9 @@ def _check_scheduler(key: str, v: Any) -> dict[str, Any]:
 
 
 def _check_choice(key: str, v: Any) -> str:
-    if v not in ("adaptive", "uniform"):
-        raise UserError(f"{key} must be 'adaptive' or 'uniform', got {v!r}")
+    if v not in ("adaptive", "uniform", "adaptive-per-mutant"):
+        raise UserError(f"{key} must be 'adaptive' or 'uniform', got {v!r} "
+                        "('adaptive-per-mutant', the per-mutant yield of earlier versions, is accepted for ablations)")
     return v
 
 
@@ -337,8 +338,9 @@ class FuzzConfig(_Checked):
     oracles: list[dict[str, Any]] = field(default_factory=lambda: [{"name": "misclassified"}, {"name": "nonfinite"}])
     constraint: Constraint = field(default_factory=Constraint)
     budget: Budget = field(default_factory=Budget)
-    # "adaptive": each seed's mutator drawn by its yield so far (retained + failing per mutant, 20% uniform);
-    # "uniform": drawn uniformly
+    # "adaptive": each seed's mutator drawn by its yield so far (retained + new failing (root, class) pairs per
+    # forward-pass equivalent spent, 20% of the budget uniform; see fuzzer/mutator_choice.py); "uniform": drawn
+    # uniformly; "adaptive-per-mutant": the old rule (retained + failing per mutant), for ablations
     mutator_choice: str = "adaptive"
     guided: bool = True  # False: the unguided baseline (nothing is added to the queue; coverage is still measured)
     save_all_failures: bool = False  # False: keep failures that are new per (root, oracle, class) or raise coverage

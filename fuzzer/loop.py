@@ -2,7 +2,8 @@
 
 ``FuzzLoop.step()`` runs: **plan** (the scheduler picks ``seeds_per_batch`` queue entries and
 how many mutants each gets; each picked seed gets one mutator, drawn by the mutators' yield so far
-— inputs retained plus failures found per mutant, 20% uniform — or uniformly, an affine one only if
+— inputs retained plus new failing (root, class) pairs per forward-pass equivalent spent, 20% of
+the budget uniform (:mod:`neurofuzz.fuzzer.mutator_choice`) — or uniformly, an affine one only if
 its lineage has not used one yet), **mutate** (one batch per mutator, large attack batches split
 in groups with the time budget checked between groups), **validate** (DeepHunter's rule and the
 affine-once rule, :meth:`neurofuzz.mutators.constraints.Constraint.judge`), **evaluate** (one
@@ -30,6 +31,7 @@ import torch
 
 from neurofuzz.coverage import CoverageSuite
 from neurofuzz.fuzzer.config import FuzzConfig
+from neurofuzz.fuzzer.mutator_choice import QueryMeter, choice_weights
 from neurofuzz.fuzzer.oracles import Oracle, OracleContext
 from neurofuzz.fuzzer.queue import Queue, QueueEntry
 from neurofuzz.fuzzer.schedulers import Scheduler
@@ -145,13 +147,16 @@ class FuzzLoop:
             for i in range(0, len(xb), step):
                 if groups and time.monotonic() >= self.deadline:
                     break  # the time budget ran out inside the iteration: skip the other groups
-                res = m.mutate(xb[i : i + step], self.rng, bounds=self.target.bounds,
-                               target=self.target if m.needs_model else None, y=yb[i : i + step] if m.needs_model else None)
+                t0, tgt = time.perf_counter(), self.target if m.needs_model else None
+                with QueryMeter(tgt) as meter:  # counts the mutator's model queries (its cost)
+                    res = m.mutate(xb[i : i + step], self.rng, bounds=self.target.bounds, target=tgt,
+                                   y=yb[i : i + step] if m.needs_model else None)
+                self.counters.mutator(m.name).charge(mutants=len(res.x), queries=meter.cost,
+                                                     seconds=time.perf_counter() - t0)
                 groups.append(Group(k, res, rows))
                 xs.append(res.x)
                 slots.append(slot[i : i + step])
                 rows += len(res.x)
-                self.counters.mutator(m.name).mutants += len(res.x)
         if not xs:
             return None
         sizes = torch.tensor([len(g.res.x) for g in groups], device=dev)
@@ -212,8 +217,10 @@ class FuzzLoop:
                     retained += self._retain_one(x[j], parent, chain, m, preds[j], gj)
                 else:
                     failing += 1
-                    self.counters.mutator(m.name).failures += 1
-                    self.counters.failure_seen(root=parent.root, label=parent.label, pred=preds[j], at=now)
+                    ms = self.counters.mutator(m.name)
+                    ms.failures += 1
+                    ms.new_pairs += self.counters.failure_seen(root=parent.root, label=parent.label, pred=preds[j],
+                                                               at=now)  # True: a (root, class) pair not seen before
                     for oracle in (o for o, f in flags.items() if f[j]):
                         self._store_failure(x[j], parent, chain, oracle, preds[j], gj, gain[j] > 0, now)
             self.counters.retained += retained
@@ -241,9 +248,9 @@ class FuzzLoop:
             return -1
         if not self.config.guided or self.config.mutator_choice == "uniform":
             return allowed[int(torch.randint(len(allowed), (1,), generator=self.rng))]
-        # adaptive: yield-weighted, mixed with 20% uniform so that no mutator starves
-        y = torch.tensor([self.counters.mutator(self.mutators[k].name).yield_ for k in allowed], dtype=torch.float64)
-        w = 0.8 * y / y.sum() + 0.2 / len(allowed)
+        # adaptive: by yield, part of it uniform so that no mutator starves (see mutator_choice)
+        w = choice_weights([self.counters.mutator(self.mutators[k].name) for k in allowed],
+                           rule=self.config.mutator_choice)
         return allowed[int(torch.multinomial(w, 1, generator=self.rng))]
 
     def priority(self, gains: dict[str, int]) -> float:

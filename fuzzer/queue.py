@@ -67,6 +67,8 @@ class ImageCache:
         if old is not None:
             self.nbytes -= old.nbytes
         x = x.detach().cpu()
+        if x.untyped_storage().nbytes() > x.nbytes:  # a view (a batch row): keep only its own bytes
+            x = x.clone()
         self._items[eid] = x
         self.nbytes += x.nbytes
         while self.nbytes > self.max_bytes and len(self._items) > 1:
@@ -85,18 +87,34 @@ class ImageCache:
         return x
 
 
+SEGMENT = 10**9  # ids per shard (neurofuzz.corpus.shards.SHARD_STRIDE): dense within one
+
+
 class IdColumns:
-    """Integer columns indexed by entry id (ids are SQLite's, dense and increasing), grown by half
-    their size: 4 bytes per id and column (``int32``, widened to ``int64`` the first time a value
-    needs it), no Python object per entry. ``-1`` marks an absent id in column 0."""
+    """Integer columns indexed by entry id (ids are SQLite's, dense and increasing within a shard),
+    grown by half their size: 4 bytes per id and column (``int32``, widened to ``int64`` the first
+    time a value needs it), no Python object per entry. ``-1`` marks an absent id in column 0.
+    Ids of other shards (a worker's peers, ``id >= SEGMENT``) live in one such block per shard."""
 
     def __init__(self, n_cols: int, *, capacity: int = 1024) -> None:
-        self.data = np.full((n_cols, max(1, capacity)), -1, dtype=np.int32)
+        self.data = np.full((n_cols, max(1, min(capacity, SEGMENT))), -1, dtype=np.int32)  # shard 0
+        self._far: dict[int, IdColumns] = {}  # shard -> its block (ids relative to the shard's base)
 
     def __contains__(self, eid: object) -> bool:
-        return isinstance(eid, (int, np.integer)) and 0 <= eid < self.data.shape[1] and self.data[0, eid] != -1
+        if not isinstance(eid, (int, np.integer)) or eid < 0:
+            return False
+        if eid >= SEGMENT:
+            far = self._far.get(int(eid) // SEGMENT)
+            return far is not None and (eid % SEGMENT) in far
+        return eid < self.data.shape[1] and self.data[0, eid] != -1
 
     def set(self, eid: int, values: tuple[int, ...]) -> None:
+        if eid >= SEGMENT:
+            far = self._far.get(eid // SEGMENT)
+            if far is None:
+                far = self._far[eid // SEGMENT] = IdColumns(self.data.shape[0], capacity=64)
+            far.set(eid % SEGMENT, values)
+            return
         if self.data.dtype == np.int32 and max(eid, *values) > np.iinfo(np.int32).max:
             self.data = self.data.astype(np.int64)
         if eid >= self.data.shape[1]:
@@ -106,17 +124,36 @@ class IdColumns:
             self.data = grown
         self.data[:, eid] = values
 
+    def set_many(self, eids: np.ndarray, col0: np.ndarray) -> None:
+        """Set column 0 of the ids ``eids`` (one vectorised write per shard)."""
+        eids, col0 = np.asarray(eids), np.asarray(col0)
+        near = eids < SEGMENT
+        if not near.all():
+            for e, v in zip(eids[~near].tolist(), col0[~near].tolist()):
+                self.set(e, (v,) + (0,) * (self.data.shape[0] - 1))
+            eids, col0 = eids[near], col0[near]
+        if self.data.dtype == np.int32 and len(col0) and int(np.max(col0)) > np.iinfo(np.int32).max:
+            self.data = self.data.astype(np.int64)
+        if len(eids) and int(eids.max()) >= self.data.shape[1]:
+            self.set(int(eids.max()), (-1,) + (0,) * (self.data.shape[0] - 1))  # grow
+        self.data[0, eids] = col0
+
     def get(self, eid: int) -> np.ndarray:
         if eid not in self:
             raise KeyError(eid)
+        if eid >= SEGMENT:
+            return self._far[eid // SEGMENT].get(eid % SEGMENT)
         return self.data[:, eid]
 
     def ids(self) -> np.ndarray:
-        return np.flatnonzero(self.data[0] != -1)
+        near = np.flatnonzero(self.data[0] != -1)
+        if not self._far:
+            return near
+        return np.concatenate([near] + [s * SEGMENT + f.ids() for s, f in sorted(self._far.items())])
 
     @property
     def nbytes(self) -> int:
-        return self.data.nbytes
+        return self.data.nbytes + sum(f.nbytes for f in self._far.values())
 
 
 class Queue:
@@ -137,7 +174,7 @@ class Queue:
         return eid in self._cols
 
     def __getitem__(self, eid: int) -> QueueEntry:
-        root, label, root_pred, ref, affine_used, depth = (int(v) for v in self._cols.get(eid))
+        root, label, root_pred, ref, affine_used, depth = self._cols.get(eid).tolist()
         return QueueEntry(eid, label, root, root_pred, ref, bool(affine_used), depth)
 
     def ids(self) -> list[int]:

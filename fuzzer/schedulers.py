@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from neurofuzz.ground.errors import UserError
-from neurofuzz.fuzzer.queue import IdColumns
+from neurofuzz.fuzzer.queue import SEGMENT, IdColumns
 from neurofuzz.ground.registry import Registry
 
 
@@ -51,41 +51,87 @@ class Scheduler:
         self.stratify = bool(stratify)
         self._ids = array("i")  # entry id of each row (4 bytes per entry, no Python int objects)
         self._pos = IdColumns(1)  # entry id -> row (4 bytes per id)
-        # rows: picks, found, gain, group (position of the entry's root); grown by half its size
-        self._buf = torch.zeros(4, 16, dtype=torch.float64)
+        # lineages: rows with the same group (the row of their root); each row holds its lineage's
+        # index and whether it is the root, ``_group_row`` maps a lineage to its group row
+        self._group_row = np.zeros(16, dtype=np.int64)
+        self._n_lin = 0
+        self._s = torch.zeros(16, dtype=torch.float64)  # plan's per-lineage weight sums
+        self._resize(16)
+
+    def _resize(self, cap: int, keep: int | None = None) -> None:
+        """Columns for ``cap`` rows (the first ``keep``, default ``len(self)``, kept): ``_f`` (picks, found, gain;
+        float64), ``_lin`` (int32), ``_is_root`` (bool), and the work rows ``_w`` (plan's weights)
+        and ``_t`` (scratch): ``plan`` allocates nothing of the queue's size but what
+        ``torch.multinomial`` needs."""
+        n = len(self._ids) if keep is None else keep
+        f, lin = torch.zeros(3, cap, dtype=torch.float64), torch.zeros(cap, dtype=torch.int32)
+        root = torch.zeros(cap, dtype=torch.bool)
+        if n:
+            f[:, :n], lin[:n], root[:n] = self._f[:, :n], self._lin[:n], self._is_root[:n]
+        self._f, self._lin, self._is_root = f, lin, root
+        self._w, self._t = torch.empty(cap, dtype=torch.float64), torch.empty(cap, dtype=torch.float64)
 
     @property
     def picks(self) -> torch.Tensor:
-        return self._buf[0, : len(self._ids)]
+        return self._f[0, : len(self._ids)]
 
     @property
     def found(self) -> torch.Tensor:
-        return self._buf[1, : len(self._ids)]
+        return self._f[1, : len(self._ids)]
 
     @property
     def gain(self) -> torch.Tensor:
-        return self._buf[2, : len(self._ids)]
+        return self._f[2, : len(self._ids)]
 
     def __len__(self) -> int:
         return len(self._ids)
 
     @property
     def group(self) -> torch.Tensor:
-        return self._buf[3, : len(self._ids)].long()
+        """Row of each entry's root (a new int64 tensor)."""
+        return torch.from_numpy(self._group_row[self._lin[: len(self._ids)].numpy()])
+
+    def _lineage(self, group_row: int) -> int:
+        """Index of the lineage whose group row is ``group_row``; a new lineage if none has it."""
+        if group_row < len(self._ids):
+            if bool(self._is_root[group_row]):
+                return int(self._lin[group_row])
+            hit = np.flatnonzero(self._group_row[: self._n_lin] == group_row)  # a root that is not a root
+            if len(hit):
+                return int(hit[0])
+        if self._n_lin == len(self._group_row):
+            self._group_row = np.concatenate([self._group_row, np.zeros_like(self._group_row)])
+            self._s = torch.zeros(len(self._group_row), dtype=torch.float64)
+        self._group_row[self._n_lin] = group_row
+        self._n_lin += 1
+        return self._n_lin - 1
+
+    def _set_groups(self, groups: np.ndarray) -> None:
+        """Rebuild the lineage columns from each row's group row (after ``retain`` or a load)."""
+        n = len(groups)
+        rows, lin = np.unique(groups.astype(np.int64), return_inverse=True)
+        self._n_lin = len(rows)
+        self._group_row = np.zeros(max(16, len(rows)), dtype=np.int64)
+        self._group_row[: len(rows)] = rows
+        self._s = torch.zeros(len(self._group_row), dtype=torch.float64)
+        self._lin[:n] = torch.from_numpy(lin.reshape(-1).astype(np.int32))
+        self._is_root[:n] = torch.from_numpy(groups == np.arange(n))
 
     def add(self, entry_id: int, *, gain: float = 0.0, root: int | None = None) -> None:
         """Add a queue entry; ``root`` is its root seed's id (None or unknown: its own group)."""
         if entry_id in self._pos:
             return
         n = len(self._ids)
-        if n == self._buf.shape[1]:
-            self._buf = torch.cat([self._buf, self._buf.new_zeros(4, max(16, n // 2))], 1)
+        if n == self._f.shape[1]:
+            self._resize(n + max(16, n // 2))
+        g = self._row(root) if root is not None and root in self._pos else n
+        self._lin[n], self._is_root[n] = self._lineage(g), g == n
+        self._f[:, n] = 0.0
+        self._f[2, n] = float(gain)
         self._pos.set(entry_id, (n,))
         if self._ids.typecode == "i" and entry_id > 2**31 - 1:
             self._ids = array("q", self._ids)
         self._ids.append(entry_id)
-        g = self._row(root) if root is not None and root in self._pos else n
-        self._buf[:, n] = torch.tensor([0.0, 0.0, float(gain), float(g)], dtype=torch.float64)
 
     @property
     def ids(self) -> list[int]:
@@ -102,18 +148,20 @@ class Scheduler:
         """Drop the entries whose ids are not in ``keep`` (e.g. deleted from the store after the
         checkpoint was taken); an entry whose root was dropped becomes its own group. Returns
         how many were dropped."""
-        idx = [k for k, i in enumerate(self._ids) if i in keep]
-        dropped = len(self._ids) - len(idx)
+        ids = self._id_array()
+        idx = np.flatnonzero(np.isin(ids, np.fromiter(keep, dtype=np.int64, count=len(keep))))
+        dropped = len(ids) - len(idx)
         if dropped:
-            new_pos = {k: j for j, k in enumerate(idx)}
-            n = len(idx)
-            buf = torch.zeros(4, max(16, n + n // 2), dtype=torch.float64)
-            buf[:, :n] = self._buf[:, torch.tensor(idx, dtype=torch.long)]
-            buf[3, :n] = torch.tensor([float(new_pos.get(int(self._buf[3, k]), j)) for j, k in enumerate(idx)],
-                                      dtype=torch.float64)
-            self._ids = array(self._ids.typecode, (self._ids[k] for k in idx))
+            new_row = np.full(len(ids), -1, dtype=np.int64)
+            new_row[idx] = np.arange(len(idx))
+            groups = new_row[self.group.numpy()[idx]]
+            groups = np.where(groups < 0, np.arange(len(idx)), groups)  # root dropped: its own group
+            f = self._f[:, torch.from_numpy(idx)]
+            self._ids = array(self._ids.typecode, ids[idx].tolist())
+            self._resize(max(16, len(idx) + len(idx) // 2), keep=0)
+            self._f[:, : len(idx)] = f
+            self._set_groups(groups)
             self._reindex()
-            self._buf = buf
         return dropped
 
     def credit(self, entry_id: int, n_found: int) -> None:
@@ -121,8 +169,12 @@ class Scheduler:
         if entry_id in self._pos:
             self.found[self._row(entry_id)] += n_found
 
-    def weights(self) -> torch.Tensor:
-        return torch.ones(len(self._ids), dtype=torch.float64)
+    def _out(self, out: torch.Tensor | None) -> torch.Tensor:
+        return torch.empty(len(self._ids), dtype=torch.float64) if out is None else out
+
+    def weights(self, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Choice weight of each entry (float64), written into ``out`` when given."""
+        return self._out(out).fill_(1.0)
 
     def energy(self, idx: torch.Tensor) -> torch.Tensor:
         return torch.ones(len(idx), dtype=torch.float64)
@@ -132,55 +184,60 @@ class Scheduler:
             raise UserError("the queue is empty: no seed to fuzz")
         if int(n_seeds) < 1 or int(n_mutants) < 1:
             raise UserError(f"plan needs n_seeds >= 1 and n_mutants >= 1, got {n_seeds} and {n_mutants}")
-        w = self.weights().clamp_min(1e-12)
+        n = len(self._ids)
+        w = self.weights(out=self._w[:n]).clamp_min_(1e-12)
         if self.stratify:  # every root's lineage gets the same total weight, half of it on the root
-            g = self.group
-            is_root = g == torch.arange(len(g))
-            w = torch.where(is_root, torch.zeros_like(w), w)
-            s = torch.zeros_like(w).index_add_(0, g, w)[g]
-            w = torch.where(is_root, torch.ones_like(w), w / s.clamp_min(1e-300))
-            w = torch.where(is_root & (s == 0), 2 * torch.ones_like(w), w)
-        idx = torch.multinomial(w, n_seeds, replacement=len(self._ids) < n_seeds, generator=rng)
+            root, lin = self._is_root[:n], self._lin[:n]
+            w.masked_fill_(root, 0.0)
+            s = self._s[: self._n_lin].zero_().index_add_(0, lin, w)
+            w.div_(torch.index_select(s, 0, lin, out=self._t[:n]).clamp_min_(1e-300))
+            w.masked_fill_(root, 1.0)
+            lone = (s == 0).nonzero().flatten()  # lineages of a root alone (per lineage, not per row)
+            if len(lone):
+                rows = torch.from_numpy(self._group_row[lone.numpy()])
+                w[rows[root[rows]]] = 2.0
+        idx = torch.multinomial(w, n_seeds, replacement=n < n_seeds, generator=rng)
         e = self.energy(idx)
         total = n_seeds * n_mutants
         alloc = torch.floor(e / e.sum() * total).long().clamp_min(1)
         # hand out the remainder (or take back the excess) in order of largest energy
-        order = torch.argsort(e, descending=True, stable=True)
-        diff, j = total - int(alloc.sum()), 0
+        order = torch.argsort(e, descending=True, stable=True).tolist()
+        diff, j, counts = total - int(alloc.sum()), 0, alloc.tolist()
         while diff != 0:
             k = order[j % len(order)]
             if diff > 0:
-                alloc[k] += 1
+                counts[k] += 1
                 diff -= 1
-            elif alloc[k] > 1:
-                alloc[k] -= 1
+            elif counts[k] > 1:
+                counts[k] -= 1
                 diff += 1
             j += 1
         self.picks.index_add_(0, idx, torch.ones(len(idx), dtype=torch.float64))
-        return [(self._ids[int(i)], int(a)) for i, a in zip(idx, alloc)]
+        return [(self._ids[i], a) for i, a in zip(idx.tolist(), counts)]
 
     def _reindex(self) -> None:
-        self._pos = IdColumns(1, capacity=(max(self._ids) + 1) if self._ids else 1024)
-        for row, eid in enumerate(self._ids):
-            self._pos.set(eid, (row,))
+        ids = self._id_array()
+        near = ids[ids < SEGMENT]  # ids of other shards get blocks of their own
+        self._pos = IdColumns(1, capacity=int(near.max()) + 1 if len(near) else 1024)
+        self._pos.set_many(ids, np.arange(len(ids)))
 
-    def _id_tensor(self) -> torch.Tensor:
-        ids = np.frombuffer(self._ids, dtype=np.int32 if self._ids.typecode == "i" else np.int64)
-        return torch.from_numpy(ids.astype(np.int64))
+    def _id_array(self) -> np.ndarray:
+        return np.frombuffer(self._ids, dtype=np.int32 if self._ids.typecode == "i" else np.int64).astype(np.int64)
 
     @property
     def nbytes(self) -> int:
-        """Bytes held per entry: the id and row columns and the four float64 rows (with margin)."""
-        return self._ids.itemsize * len(self._ids) + self._pos.nbytes + self._buf.numel() * 8
+        """Bytes held per entry: the id and row columns, the float64 columns and work rows (with margin)."""
+        return (self._ids.itemsize * len(self._ids) + self._pos.nbytes + sum(
+            t.numel() * t.element_size() for t in (self._f, self._lin, self._is_root, self._w, self._t)))
 
     def config(self) -> dict[str, Any]:
         return {"stratify": self.stratify}
 
     def state_dict(self) -> dict[str, Any]:
         # ids as one int64 tensor: no Python int per entry at each checkpoint
-        return {"name": self.name, "config": self.config(), "ids": self._id_tensor(),
+        return {"name": self.name, "config": self.config(), "ids": torch.from_numpy(self._id_array()),
                 "picks": self.picks.clone(), "found": self.found.clone(), "gain": self.gain.clone(),
-                "group": self._buf[3, : len(self._ids)].clone()}
+                "group": self.group.double()}
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
         if d.get("name") != self.name:
@@ -189,9 +246,10 @@ class Scheduler:
         self._ids = array("q" if ids and max(ids) > 2**31 - 1 else "i", ids)
         self._reindex()
         n = len(self._ids)
-        self._buf = torch.zeros(4, max(16, n + n // 2), dtype=torch.float64)
-        self._buf[0, :n], self._buf[1, :n], self._buf[2, :n] = d["picks"], d["found"], d["gain"]
-        self._buf[3, :n] = d["group"] if "group" in d else torch.arange(n, dtype=torch.float64)
+        self._resize(max(16, n + n // 2), keep=0)
+        self._f[0, :n], self._f[1, :n], self._f[2, :n] = d["picks"], d["found"], d["gain"]
+        groups = d["group"].long().numpy() if "group" in d else np.arange(n)
+        self._set_groups(groups)
 
 
 class Uniform(Scheduler):
@@ -210,15 +268,17 @@ class ProbabilityDecay(Scheduler):
     def config(self) -> dict[str, Any]:
         return {"gamma": self.gamma, "p_min": self.p_min, "stratify": self.stratify}
 
-    def weights(self) -> torch.Tensor:
-        return (1.0 - self.picks / self.gamma).clamp_min(self.p_min)
+    def weights(self, out: torch.Tensor | None = None) -> torch.Tensor:
+        w = torch.div(self.picks, self.gamma, out=self._out(out))
+        return w.neg_().add_(1.0).clamp_min_(self.p_min)  # 1 - picks / gamma, floored
 
 
 class GainWeighted(Scheduler):
     name = "gain"
 
-    def weights(self) -> torch.Tensor:
-        return (1 + self.gain + self.found) / (1 + self.picks)
+    def weights(self, out: torch.Tensor | None = None) -> torch.Tensor:
+        w = torch.add(self.gain, 1.0, out=self._out(out)).add_(self.found)  # (1 + gain + found) / (1 + picks)
+        return w.div_(torch.add(self.picks, 1.0, out=self._t[: len(self._ids)]))
 
 
 class Power(GainWeighted):

@@ -75,10 +75,13 @@ def _why_missing(kind: str) -> str:
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """A ``torch.device`` this machine has, or a :class:`UserError` listing the ones it has.
 
-    ``None`` means ``"cpu"``. An index (``"cuda:7"``) must be below the number of devices."""
+    ``None`` means ``"cpu"``; ``"auto"`` the first accelerator there is (else the CPU). An index
+    (``"cuda:7"``) must be below the number of devices."""
     if device is None:
         return torch.device("cpu")
     text = str(device).strip()
+    if text.lower() == "auto":
+        return next((torch.device(k) for k in _ACCELERATORS if _count(k)), torch.device("cpu"))
     avail = ", ".join(available_devices())
     try:
         dev = torch.device(text.lower() if isinstance(device, str) else device)

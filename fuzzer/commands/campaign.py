@@ -103,6 +103,20 @@ def fuzz_args(p: argparse.ArgumentParser) -> None:
                                                                   "(default: the fuzzed model's)")
     p.add_argument("--reference-std", type=float, nargs="+", help="normalisation std of the reference")
     p.add_argument("--quiet", action="store_true", help="no status output")
+    w = p.add_argument_group("parallel workers")
+    w.add_argument("--workers", type=int, metavar="N",
+                   help="N worker processes fuzz this campaign, sharing their finds every --sync-every iterations "
+                        "(a new campaign; --resume resumes all the recorded workers)")
+    w.add_argument("--worker", type=int, metavar="K", help="with --resume: resume only worker K, in this process")
+    w.add_argument("--sync-every", type=int, default=50, metavar="ITER",
+                   help="iterations between two syncs of a worker with its peers (default 50)")
+    w.add_argument("--ray", metavar="ADDRESS", help="run the workers as Ray actors: auto (a local Ray for this run) "
+                                                    "or a cluster's address (needs pip install 'neurofuzz[ray]')")
+    w.add_argument("--threads", type=int, metavar="T",
+                   help="torch threads (per worker with --workers; default: torch's choice for one process, the "
+                        "cores divided by N for N workers; 1 is often fastest for small models on shared cores)")
+    w.add_argument("--gpus-per-worker", type=float, default=0.0, metavar="F",
+                   help="with --ray: GPUs each worker actor reserves (fractions allowed; default 0)")
 
 
 def fuzz_run(args: argparse.Namespace) -> int:
@@ -110,6 +124,20 @@ def fuzz_run(args: argparse.Namespace) -> int:
 
     monitor = None if args.quiet else Monitor()
     budget = budget_from(args)
+    if args.worker is not None:
+        return _one_worker(args, budget)
+    if _multi_worker(args):
+        from neurofuzz.fuzzer.commands.parallel import run_parallel
+
+        return run_parallel(args, monitor, budget, _resumed if args.resume else _created)
+    if args.ray or args.gpus_per_worker:
+        raise UserError("--ray and --gpus-per-worker run the workers of a campaign: give --workers N too")
+    if args.threads is not None:
+        if not 1 <= args.threads <= 1024:
+            raise UserError(f"--threads must lie in [1, 1024], got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
     fz = _resumed(args, monitor, budget) if args.resume else _created(args, monitor, budget)
     if monitor is not None:
         monitor.budget = fz.config.budget  # this run's budget: the progress bar and its ETA
@@ -123,6 +151,34 @@ def fuzz_run(args: argparse.Namespace) -> int:
               f"neurofuzz fuzz --out {args.out} --resume", file=sys.stderr)
         return 128 + fz.signal
     return 0
+
+
+def _multi_worker(args: argparse.Namespace) -> bool:
+    """Whether this fuzz run is one of several workers (a new --workers campaign or the resume of one)."""
+    if args.workers is not None and args.resume:
+        raise UserError("--workers cannot change on --resume (the campaign keeps its worker count); leave it out")
+    if args.workers is not None:
+        return True
+    if args.resume:
+        from neurofuzz.corpus.layout import read_setup
+
+        try:
+            return bool(read_setup(Path(args.out).absolute()).get("workers"))
+        except UserError:
+            return False  # the resume itself reports what is wrong with the directory
+    return False
+
+
+def _one_worker(args: argparse.Namespace, budget) -> int:
+    """``--resume --worker K``: one worker of a multi-worker campaign, in this process."""
+    from neurofuzz.fuzzer.commands.workers import run_worker
+
+    if not args.resume:
+        raise UserError("--worker K resumes one worker of a --workers campaign: give --resume too")
+    rc = run_worker(str(Path(args.out).absolute()), args.worker, budget=budget, device=args.device,
+                    allow_pickle=args.allow_pickle)
+    print(f"worker {args.worker} of {args.out} stopped (exit {rc}); neurofuzz status {args.out} shows the campaign")
+    return rc
 
 
 def _resumed(args: argparse.Namespace, monitor, budget):
@@ -145,7 +201,7 @@ def _resumed(args: argparse.Namespace, monitor, budget):
     return Campaign.resume(args.out, target, reference=reference, monitor=monitor, budget=budget)
 
 
-def _created(args: argparse.Namespace, monitor, budget):
+def _created(args: argparse.Namespace, monitor, budget, workers: dict | None = None):
     """A new campaign in --out from the config file and the options that override it."""
     from neurofuzz.coverage import NeuronProfile
     from neurofuzz.fuzzer.campaign import Campaign
@@ -165,6 +221,10 @@ def _created(args: argparse.Namespace, monitor, budget):
     if reference is not None and "disagreement" not in cfg.oracle_names():
         overrides["oracles"] = [*cfg.oracles, {"name": "disagreement"}]
     cfg = dataclasses.replace(cfg, **overrides) if overrides else cfg
+    if workers is not None:
+        from neurofuzz.fuzzer.workers import check_workers
+
+        check_workers(workers["count"], cfg)
     profile = NeuronProfile.load(args.profile) if args.profile else None
     profile_data = None
     if profile is None and is_builtin(args.model):
@@ -174,7 +234,8 @@ def _created(args: argparse.Namespace, monitor, budget):
     return Campaign.create(args.out, target, x, y, cfg, profile=profile, profile_data=profile_data,
                            force=args.force, reference=reference, monitor=monitor,
                            setup_extra={"command": "fuzz", **model_record(args), "seeds": args.seeds,
-                                        "reference_twin": _twin_record(args)})
+                                        "reference_twin": _twin_record(args),
+                                        **({"workers": workers} if workers is not None else {})})
 
 
 def _twin_record(args: argparse.Namespace) -> dict | None:
@@ -234,10 +295,12 @@ def status_run(args: argparse.Namespace) -> int:
         raw = store.read_stats()
         status = campaign_status(store)
         counts = {"queue": store.count("queue"), "failures": store.count("failure")}
+        workers = store.get_meta("workers", None) if store.setup.get("workers") else None
     stats = CampaignStats.from_flat(raw)
     stats.status = status  # a killed writer reads "crashed (pid N not running)", not "running"
     if args.json:
-        print(json.dumps({"status": status, "stats": stats.to_dict() if raw else {}, "stored": counts}, indent=2))
+        print(json.dumps({"status": status, "stats": stats.to_dict() if raw else {}, "stored": counts,
+                          **({"workers": workers} if workers is not None else {})}, indent=2))
         return 0
     if not raw:
         print(f"{args.dir}: no stats yet (the campaign has not reported)")
@@ -249,4 +312,7 @@ def status_run(args: argparse.Namespace) -> int:
         print(f"{'per mutator':<{w}} : " + ", ".join(f"{n} {m.mutants}/{m.retained}/{m.failures}"
                                                    for n, m in stats.per_mutator.items()) + " (mutants/retained/failing)")
     print(f"{'stored':<{w}} : {counts['queue']} queue, {counts['failures']} failures")
+    for name, v in (workers or {}).items():
+        print(f"{'worker ' + name:<{w}} : {v['mutants']} mutants, {v['retained']} found, {v['imported']} imported, "
+              f"{v['syncs']} syncs, {v['restarts']} restarts (pid {v['pid']})")
     return 0

@@ -34,7 +34,8 @@ def model_args(p: argparse.ArgumentParser) -> None:
                    help="valid raw input range (default 0 1; on --resume: the recorded one)")
     g.add_argument("--mean", type=float, nargs="+", help="per-channel normalisation mean applied inside the model")
     g.add_argument("--std", type=float, nargs="+", help="per-channel normalisation std applied inside the model")
-    g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default cpu)")
+    g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto (the first accelerator there is, else cpu; default cpu); "
+                   "with --workers, cuda and auto spread the workers over the GPUs")
 
 
 def target_from(args: argparse.Namespace, spec: str | None = None, weights: str | None = None):
