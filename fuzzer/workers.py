@@ -138,7 +138,9 @@ class Launcher(Protocol):
 
 
 def merge_counters(parts: list[Counters]) -> Counters:
-    """The campaign's counters from the workers': numbers summed, times maxed, sets united."""
+    """The campaign's counters from the workers': numbers summed, times maxed, sets united.
+    (Per-mutator ``new_pairs`` are summed too, so a pair two workers both found counts twice there;
+    the campaign's ``failing_pairs`` is the union and counts it once.)"""
     out = Counters()
     first = [c.first_failure for c in parts if c.first_failure >= 0]
     for c in parts:

@@ -6,7 +6,7 @@ config, versions; one summary line, the rest folded), ``measures`` (fault-reveal
 coverage, counters), ``coverage`` (over time), ``failures-over-time``, ``failing-inputs`` (a grid
 of failures beside their root seed: label -> prediction, mutation chain, SSIM and Linf to the
 seed; triage's ranking, most interesting first), ``mutators`` (mutants / retained / failing /
-stored failures / yield),
+stored failures / finds per cost),
 ``confusion`` (true vs predicted class of the failures), ``classes`` (failures per class),
 ``depth`` (the queue's depth distribution), ``triage`` (groups) and ``minimised`` (failures
 shrunk by ``neurofuzz triage --minimise``). A campaign without failures gets every section, with
@@ -195,16 +195,19 @@ def _mutators(d: ReportData, figs: dict[str, bytes]) -> str:
     stored = {k: len(v) for k, v in d.triage.by_mutator.items()}
     rows = []
     for name, m in sorted(d.stats.per_mutator.items(), key=lambda kv: -_yield(kv[1])):
-        rows.append([name, m.mutants, m.retained, m.failures, stored.get(name, 0), num(_yield(m))])
+        rows.append([name, m.mutants, m.retained, m.failures, m.new_pairs, stored.get(name, 0), m.spent,
+                     num(_yield(m))])
     if not rows:
         return none("No mutant made yet.")
-    return row(table(["mutator", "mutants", "retained", "failing", "failures stored", "yield"], rows, {1, 2, 3, 4, 5}),
+    return row(table(["mutator", "mutants", "retained", "failing", "new failing pairs", "failures stored",
+                      "cost (forward passes)", "finds per 1000 forward passes"], rows, {1, 2, 3, 4, 5, 6, 7}),
                _plot(figs, "mutators", "per-mutator yield", ""))
 
 
 def _yield(m: Any) -> float:
-    """(retained + failing) / mutants; -1 for a mutator that made no mutant (sorts last)."""
-    return (m.retained + m.failures) / m.mutants if m.mutants else -1.0
+    """What the adaptive mutator choice counts: (retained + new failing pairs) per 1000 forward-pass
+    equivalents spent (neurofuzz.fuzzer.mutator_choice); -1 for a mutator that made no mutant."""
+    return 1000.0 * m.finds / m.spent if m.mutants else -1.0
 
 
 def _tile(t: Any, b: tuple[float, float]) -> str:

@@ -43,7 +43,7 @@ def test_campaign_grows_queue_and_coverage(tmp_path, digits_target):
     assert summary["iterations"] == 6 and summary["mutants"] == 6 * 4 * 16
     assert summary["queue_size"] > n_seeds
     after = {k[4:]: v for k, v in summary.items() if k.startswith("cov_")}
-    assert all(after[k] >= before[k] for k in before)
+    assert all(after[k] >= round(before[k], 6) for k in before)  # the summary rounds to 6 digits
     assert sum(after.values()) > sum(before.values())
     with CampaignStore.open(tmp_path / "c", readonly=True) as s:
         assert s.read_stats()["status"] == "finished"

@@ -309,8 +309,9 @@ def status_run(args: argparse.Namespace) -> int:
     for k, v in flat.items():
         print(f"{k:<{w}} : {v}")
     if stats.per_mutator:
-        print(f"{'per mutator':<{w}} : " + ", ".join(f"{n} {m.mutants}/{m.retained}/{m.failures}"
-                                                   for n, m in stats.per_mutator.items()) + " (mutants/retained/failing)")
+        print(f"{'per mutator':<{w}} : " + ", ".join(f"{n} {m.mutants}/{m.retained}/{m.failures}/{m.new_pairs}/{m.spent}"
+                                                   for n, m in stats.per_mutator.items())
+              + " (mutants/retained/failing/new failing pairs/cost in forward passes)")
     print(f"{'stored':<{w}} : {counts['queue']} queue, {counts['failures']} failures")
     for name, v in (workers or {}).items():
         print(f"{'worker ' + name:<{w}} : {v['mutants']} mutants, {v['retained']} found, {v['imported']} imported, "
