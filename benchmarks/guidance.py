@@ -14,7 +14,8 @@ was at ``t`` from the entries' ``time_found`` (no re-run):
   entries found by ``t``: seeds with a failure, distinct (root, predicted) and (true, predicted)
   pairs, time to first failure.
 
-Variants: ``default`` (the default FuzzConfig), ``unguided`` (``guided = false``), and feedback
+Variants: ``default`` (the default FuzzConfig), ``unguided`` (``guided = false``), ``adaptive``
+(the default with ``feedback_patience = 25``: saturated feedback widens, fuzzer/feedback.py), and feedback
 ``kmnc``, ``nlc``, ``tknp``, ``bknc``, ``lsa``, ``dsa`` (the metric added to the default metric
 set; LSA / DSA fit on the penultimate layer's training traces). Architectures: ``lenet``
 (the built-in LeNet-5 on digits) and ``resnet``: a small ResNet (3 stages of one basic block,
@@ -53,7 +54,8 @@ from neurofuzz.fuzzer.zoo import N_TRAIN, _BasicBlock, builtin_target, load_digi
 from neurofuzz.ground.target import Target
 
 TIMES = (5, 10, 30, 60, 120, 300)
-VARIANTS = ("default", "unguided", "kmnc", "nlc", "tknp", "bknc", "lsa", "dsa")
+VARIANTS = ("default", "unguided", "adaptive", "kmnc", "nlc", "tknp", "bknc", "lsa", "dsa")
+ADAPTIVE_PATIENCE = 25  # iterations without a retained input before the feedback widens (variant "adaptive")
 REFEREE = {"kmnc": {"k": 100}, "nbc": {}, "snac": {}, "nc": {"threshold": 0.5}, "tknc": {"k": 2}}
 SA_LAYERS = {"lenet": ("fc2", "fc3"), "resnet": ("stage3.conv2", "fc")}  # (traces, logits)
 
@@ -207,6 +209,8 @@ def config(variant: str, rep: int, seconds: float, sa_fit: Path | None) -> FuzzC
         return FuzzConfig(**base)
     if variant == "unguided":
         return FuzzConfig(**base, guided=False)
+    if variant == "adaptive":
+        return FuzzConfig(**base, feedback_patience=ADAPTIVE_PATIENCE)
     params: dict[str, Any] = {"fit": str(sa_fit)} if variant in ("lsa", "dsa") else {}
     metrics = {**{n: dict(p) for n, p in DEFAULT_SPEC.items()}, variant: DEFAULT_SPEC.get(variant, params)}
     return FuzzConfig(**base, metrics=metrics, feedback=[variant])

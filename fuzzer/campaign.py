@@ -234,7 +234,8 @@ class Campaign:
         self.store.save_state(STATE, {"last_id": last_id, "rng": self.rng.get_state(),
                                       "scheduler": self.scheduler.state_dict(), "coverage": self.suite.state_dict(),
                                       "counters": self.counters.to_dict(),
-                                      **({"sync": self.sync.state_dict()} if self.sync is not None else {})})
+                                      **({"sync": self.sync.state_dict()} if self.sync is not None else {}),
+                                      **({"feedback": self.loop.adaptive.state_dict()} if self.loop.adaptive else {})})
         self._last_ckpt = time.monotonic()
         release_free_memory()
 
@@ -245,6 +246,8 @@ class Campaign:
         self.rng.set_state(st["rng"])
         self.scheduler.load_state_dict(st["scheduler"])
         self.suite.load_state_dict(st["coverage"])
+        if self.loop.adaptive is not None and "feedback" in st:
+            self.loop.adaptive.load_state_dict(st["feedback"])
         recorded = self.store.get_meta(COUNTERS_META, None)  # newer than the checkpoint after a kill
         c = Counters.from_dict(recorded if recorded is not None else st["counters"])
         self.counters.__dict__.update(c.__dict__)

@@ -348,6 +348,9 @@ class FuzzConfig(_Checked):
     fsync_every_write: bool = False  # True: fsync each iteration's writes (power-loss safe at every step, slower)
     checkpoint_interval: float = 30.0  # seconds between state checkpoints
     cache_mb: float = 256.0  # memory for queue images (the queue itself lives on disk)
+    # > 0: after this many iterations in a row without a retained input, the metric that would have kept the most
+    # mutants joins the feedback (fuzzer/feedback.py); 0: the feedback stays as configured
+    feedback_patience: int = 0
 
     _CHECKS = {
         "seed": lambda k, v: _whole(k, v, 0, MAX_SEED),
@@ -367,6 +370,7 @@ class FuzzConfig(_Checked):
         "fsync_every_write": _flag,
         "checkpoint_interval": lambda k, v: _real(k, v, 0.0, hint=" (seconds)"),
         "cache_mb": lambda k, v: _real(k, v, 1.0, hint=" (MB)"),
+        "feedback_patience": lambda k, v: _whole(k, v, 0, 10**6),
     }
     _CROSS = {"seeds_per_batch", "mutants_per_seed", "metrics", "feedback"}
 

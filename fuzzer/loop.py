@@ -31,6 +31,7 @@ import torch
 
 from neurofuzz.coverage import CoverageSuite
 from neurofuzz.fuzzer.config import FuzzConfig
+from neurofuzz.fuzzer.feedback import AdaptiveFeedback
 from neurofuzz.fuzzer.mutator_choice import QueryMeter, choice_weights
 from neurofuzz.fuzzer.oracles import Oracle, OracleContext
 from neurofuzz.fuzzer.queue import Queue, QueueEntry
@@ -97,6 +98,8 @@ class FuzzLoop:
         self.max_id = 0  # largest entry id stored so far
         self._chains: dict[int, list] = {}  # entry id -> chain, see chain_of
         self.deadline = float("inf")  # time.monotonic() after which no further group is mutated
+        self.adaptive = (AdaptiveFeedback(config.feedback, list(suite.metrics), patience=config.feedback_patience)
+                         if config.feedback_patience and config.guided else None)
 
     # ------------------------------------------------------------------ the iteration
     def step(self) -> dict[str, int]:
@@ -107,9 +110,8 @@ class FuzzLoop:
             return {"mutants": 0, "valid": 0, "retained": 0, "failures": 0}
         ok = self.validate(batch)
         n_valid = int(ok.sum())
-        self.counters.mutants += len(batch.x)
-        self.counters.valid += n_valid
-        self.counters.invalid += len(batch.x) - n_valid
+        c = self.counters
+        c.mutants, c.valid, c.invalid = c.mutants + len(batch.x), c.valid + n_valid, c.invalid + len(batch.x) - n_valid
         retained = failures = 0
         if n_valid:
             rows = ok.nonzero().flatten()
@@ -117,6 +119,8 @@ class FuzzLoop:
             verdict = self.judge(ev, ctx)
             self.suite.commit(ev)
             retained, failures = self.retain(batch, rows, ev, ctx, verdict)
+            if self.adaptive is not None:  # saturated feedback widens (fuzzer/feedback.py)
+                self.adaptive.observe(ev.gains, eligible=~verdict.failing, retained=retained, iteration=c.iterations)
         return {"mutants": len(batch.x), "valid": n_valid, "retained": retained, "failures": failures}
 
     def plan(self) -> dict[int, list[tuple[int, int]]]:
@@ -188,7 +192,7 @@ class FuzzLoop:
         failing = torch.zeros(len(ctx.x), dtype=torch.bool, device=ctx.logits.device)
         for f in flags.values():
             failing |= f
-        gain = ev.total_gain(self.config.feedback)
+        gain = ev.total_gain(self.feedback)
         keep = (~failing) & (gain > 0) & self.config.guided
         return Verdict(flags, failing, keep, gain)
 
@@ -257,7 +261,11 @@ class FuzzLoop:
         """Scheduler weight of an entry: its gain on each feedback metric as a share of that
         metric's map (per mille), summed, so a new NBC cell (2 per neuron) counts for more than a
         new KMNC section (k per neuron)."""
-        return sum(1000.0 * gains.get(f, 0) / max(1, self.suite.metrics[f].n_cells) for f in self.config.feedback)
+        return sum(1000.0 * gains.get(f, 0) / max(1, self.suite.metrics[f].n_cells) for f in self.feedback)
+
+    @property
+    def feedback(self) -> list[str]:  # the feedback metrics now: the configured ones, widened by feedback_patience
+        return self.adaptive.active if self.adaptive is not None else self.config.feedback
 
     def _retain_one(self, x: torch.Tensor, parent: QueueEntry, chain: list, m: Mutator, pred: int,
                     gains: dict[str, int]) -> int:

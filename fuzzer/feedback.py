@@ -1,0 +1,75 @@
+"""Feedback that widens when it saturates: add the criterion that would have kept the most inputs.
+
+The loop keeps a mutant when it raises coverage on a *feedback* metric (default NBC and SNAC).
+Every configured metric is measured on every batch anyway (coverage is one forward pass), so the
+loop can count, for each metric outside the feedback, the valid non-failing mutants that *would*
+have raised it: a counterfactual yield, measured like the mutators' yield. With
+``feedback_patience = P`` (0: off, the default), once ``P`` iterations in a row retained nothing
+the feedback saturated, and the metric with the most counterfactual finds over those ``P``
+iterations joins the feedback (none joins if no metric found anything). The counts restart
+after each change and after each retained input. The feedback only grows; its state (the active
+list, the idle count, the counts and the events) is checkpointed, so a resume continues it and a
+fixed seed still gives the same campaign.
+
+This is the "another criterion, chosen by measured yield" half of issue 11 item 2; finer cells
+(more KMNC sections, element-level neurons, more layers) are not yet candidates.
+
+Example::
+
+    >>> import torch
+    >>> fb = AdaptiveFeedback(["nbc"], ["nc", "kmnc", "nbc"], patience=2)
+    >>> ok = torch.tensor([True, True, False])
+    >>> fb.observe({"nc": torch.tensor([0, 1, 1]), "kmnc": torch.tensor([3, 2, 5]), "nbc": torch.tensor([0, 0, 0])},
+    ...            eligible=ok, retained=0, iteration=1)
+    >>> fb.observe({"nc": torch.tensor([0, 0, 0]), "kmnc": torch.tensor([1, 0, 0]), "nbc": torch.tensor([0, 0, 0])},
+    ...            eligible=ok, retained=0, iteration=2)
+    >>> fb.active, fb.events
+    (['nbc', 'kmnc'], [[2, 'kmnc']])
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+class AdaptiveFeedback:
+    """The feedback list of a campaign with ``feedback_patience`` set (see the module docstring)."""
+
+    def __init__(self, initial: list[str], candidates: list[str], *, patience: int) -> None:
+        self.active = list(initial)
+        self.candidates = [c for c in candidates if c not in self.active]
+        self.patience = int(patience)
+        self.idle = 0
+        self.finds = {c: 0 for c in self.candidates}
+        self.events: list[list[Any]] = []  # [iteration, metric added]
+
+    def observe(self, gains: dict[str, torch.Tensor], *, eligible: torch.Tensor, retained: int, iteration: int) -> None:
+        """One iteration's outcome: per-metric gains of the valid mutants, which of them could be
+        retained (not failing), and how many the active feedback retained."""
+        for c in self.candidates:
+            self.finds[c] += int(((gains[c] > 0) & eligible).sum())
+        if retained:
+            self.idle = 0
+            self.finds = dict.fromkeys(self.candidates, 0)
+            return
+        self.idle += 1
+        if self.idle < self.patience:
+            return
+        best = max(self.candidates, key=lambda c: self.finds[c], default=None)
+        if best is not None and self.finds[best] > 0:
+            self.active.append(best)
+            self.candidates.remove(best)
+            self.events.append([int(iteration), best])
+        self.idle = 0
+        self.finds = dict.fromkeys(self.candidates, 0)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"active": list(self.active), "candidates": list(self.candidates), "idle": self.idle,
+                "finds": dict(self.finds), "events": [list(e) for e in self.events]}
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        self.active, self.candidates = list(d["active"]), list(d["candidates"])
+        self.idle, self.finds = int(d["idle"]), {str(k): int(v) for k, v in d["finds"].items()}
+        self.events = [list(e) for e in d["events"]]
