@@ -260,12 +260,7 @@ class Campaign:
             if e.kind == "failure":
                 self.loop.failure_keys.add((e.root, e.oracle, e.pred))
                 continue
-            ex = e.extra or {}
-            r = ex.get("ref")
-            ref = e.id if r == "self" else r if isinstance(r, int) else e.root
-            root_pred = e.pred if e.root == e.id else self.queue[e.root].root_pred if e.root in self.queue \
-                else self.store.get(e.root).pred
-            self.queue.add(QueueEntry(e.id, e.label, e.root, root_pred, ref, bool(ex.get("affine_used")), len(e.chain)))
+            self.queue.add(self.queue.record_of(e, self.store))
             if e.id > last_id:  # retained after the checkpoint: the scheduler and coverage learn it now
                 later.append(e.id)
                 self.scheduler.add(e.id, gain=self.loop.priority(e.gains), root=e.root)

@@ -24,12 +24,12 @@ the disk; ``save_all_failures=True`` stores every distinct one.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from neurofuzz.coverage import CoverageSuite
+from neurofuzz.fuzzer.batch import Batch, Group, Verdict
 from neurofuzz.fuzzer.config import FuzzConfig
 from neurofuzz.fuzzer.feedback import AdaptiveFeedback
 from neurofuzz.fuzzer.mutator_choice import QueryMeter, choice_weights
@@ -43,43 +43,6 @@ from neurofuzz.mutators.constraints import Constraint
 
 CHAIN_CACHE = 1024  # mutation chains of recent parents kept in memory
 ATTACK_GROUP = 64  # rows per group of a model-querying mutator (the time budget is checked between groups)
-
-
-@dataclass
-class Group:
-    """The mutants one mutator made: rows ``first .. first + len(res.x)`` of the batch."""
-
-    mutator: int
-    res: Any  # the MutationResult
-    first: int
-
-
-@dataclass
-class Batch:
-    """All mutants of an iteration. Per-seed data is looked up once per seed and spread over the
-    rows through ``slot`` (the seed slot of each row)."""
-
-    x: torch.Tensor  # [N, C, H, W]
-    seed_ids: list[int]  # entry id of each seed slot
-    slot: torch.Tensor  # seed slot of each row [N]
-    group: torch.Tensor  # group index of each row [N]
-    groups: list[Group] = field(default_factory=list)
-    seeds: list[QueueEntry] = field(default_factory=list)  # the record of each seed slot
-
-    def per_seed(self, values: list, rows: torch.Tensor | None = None) -> torch.Tensor:
-        """A per-seed list spread to the rows (all rows, or ``rows``)."""
-        slot = self.slot if rows is None else self.slot[rows]
-        return torch.tensor(values, device=self.x.device)[slot]
-
-
-@dataclass
-class Verdict:
-    """Judgement of the valid mutants: oracle flags, failing and retained masks."""
-
-    flags: dict[str, torch.Tensor]
-    failing: torch.Tensor
-    keep: torch.Tensor
-    gain: torch.Tensor
 
 
 class FuzzLoop:
@@ -111,7 +74,9 @@ class FuzzLoop:
         ok = self.validate(batch)
         n_valid = int(ok.sum())
         c = self.counters
-        c.mutants, c.valid, c.invalid = c.mutants + len(batch.x), c.valid + n_valid, c.invalid + len(batch.x) - n_valid
+        c.mutants += len(batch.x)
+        c.valid += n_valid
+        c.invalid += len(batch.x) - n_valid
         retained = failures = 0
         if n_valid:
             rows = ok.nonzero().flatten()

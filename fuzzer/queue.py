@@ -177,6 +177,15 @@ class Queue:
         root, label, root_pred, ref, affine_used, depth = self._cols.get(eid).tolist()
         return QueueEntry(eid, label, root, root_pred, ref, bool(affine_used), depth)
 
+    def record_of(self, e: Any, store: Any) -> QueueEntry:
+        """The record of stored queue entry ``e`` (what :meth:`QueueEntry.extra` saved beside its
+        lineage); its root's prediction comes from the queue, or from ``store`` for a root not in it."""
+        ex = e.extra or {}
+        r = ex.get("ref")
+        ref = e.id if r == "self" else r if isinstance(r, int) else e.root
+        root_pred = e.pred if e.root == e.id else self[e.root].root_pred if e.root in self else store.get(e.root).pred
+        return QueueEntry(e.id, e.label, e.root, root_pred, ref, bool(ex.get("affine_used")), len(e.chain))
+
     def ids(self) -> list[int]:
         return [int(i) for i in self._cols.ids()]
 

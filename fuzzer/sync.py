@@ -43,7 +43,6 @@ import torch
 from neurofuzz.corpus.entry import Entry
 from neurofuzz.corpus.lock import live_writer
 from neurofuzz.corpus.shards import shard_dir, shard_of
-from neurofuzz.fuzzer.queue import QueueEntry
 
 SYNC_DIR = "sync"
 FINAL = "final.pt"
@@ -169,10 +168,10 @@ class WorkerSync:
         return orphaned or (self.stop_file is not None and self.stop_file.exists())
 
     def after_step(self, c: Any) -> None:
-        if not self.interrupted() and c.counters.iterations % self.every == 0:
-            self.exchange(c)
-        if self.interrupted() or c.signal:
+        if self.interrupted():
             c.signal, c.loop.deadline = c.signal or signal.SIGTERM, 0.0  # checkpoint and stop
+        elif c.counters.iterations % self.every == 0:
+            self.exchange(c)  # (a wait inside it ends early when interrupted; the next step stops)
 
     def finish(self, c: Any) -> None:
         """At the end of a run: the final publication (peers stop waiting for this worker)."""
@@ -250,12 +249,7 @@ class WorkerSync:
                 continue
             if e.id in c.queue:
                 continue
-            ex = e.extra or {}
-            r = ex.get("ref")
-            ref = e.id if r == "self" else r if isinstance(r, int) else e.root
-            root_pred = e.pred if e.root == e.id else c.queue[e.root].root_pred if e.root in c.queue else \
-                c.store.get(e.root).pred
-            c.queue.add(QueueEntry(e.id, e.label, e.root, root_pred, ref, bool(ex.get("affine_used")), len(e.chain)))
+            c.queue.add(c.queue.record_of(e, c.store))
             if not queue_only:
                 c.scheduler.add(e.id, gain=c.loop.priority(e.gains), root=e.root)
                 self.imported += j != 0  # the seeds are not a peer's finds

@@ -40,7 +40,7 @@ def run_parallel(args: argparse.Namespace, monitor: Any, budget: Any, make: Call
 
     from neurofuzz.corpus.layout import WORKERS
     from neurofuzz.fuzzer.commands.campaign import format_summary
-    from neurofuzz.fuzzer.commands.workers import ProcessLauncher, RayLauncher
+    from neurofuzz.fuzzer.commands.workers import ProcessLauncher, RayLauncher, require_ray
     from neurofuzz.fuzzer.workers import Coordinator, threads_per_worker
 
     if getattr(args, "reference_model", None):
@@ -53,11 +53,7 @@ def run_parallel(args: argparse.Namespace, monitor: Any, budget: Any, make: Call
     if not 0 <= args.gpus_per_worker <= 64:
         raise UserError(f"--gpus-per-worker must lie in [0, 64], got {args.gpus_per_worker}")
     if args.ray:
-        try:
-            import ray  # noqa: F401
-        except ImportError:
-            raise UserError("--ray needs Ray, which is not installed: pip install 'neurofuzz[ray]' "
-                            "(or run without --ray: worker processes on this machine)") from None
+        require_ray()  # before the campaign is made
     if args.resume:
         fz = make(args, monitor, budget)
         n = int(fz.store.setup["workers"]["count"])

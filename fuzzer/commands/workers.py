@@ -65,6 +65,16 @@ def _budget_json(b: Budget) -> str:
     return json.dumps(dataclasses.asdict(b))
 
 
+def require_ray() -> Any:
+    """The ``ray`` module, or a one-line ``UserError`` saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise UserError("--ray needs Ray, which is not installed: pip install 'neurofuzz[ray]' "
+                        "(or run without --ray: worker processes on this machine)") from None
+    return ray
+
+
 class ProcessLauncher:
     """Workers as child processes of this one (logs in ``CAMP/workers/wK.log``)."""
 
@@ -123,11 +133,7 @@ class RayLauncher:
 
     def __init__(self, campaign: Path, n: int, *, address: str, gpus_per_worker: float, allow_pickle: bool,
                  threads: int, max_restarts: int = 3) -> None:
-        try:
-            import ray
-        except ImportError:
-            raise UserError("--ray needs Ray, which is not installed: pip install 'neurofuzz[ray]' "
-                            "(or run without --ray: worker processes on this machine)") from None
+        ray = require_ray()
         self.ray, self.campaign, self.threads = ray, Path(campaign), threads
         if not ray.is_initialized():
             try:
