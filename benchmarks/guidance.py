@@ -54,8 +54,11 @@ from neurofuzz.fuzzer.zoo import N_TRAIN, _BasicBlock, builtin_target, load_digi
 from neurofuzz.ground.target import Target
 
 TIMES = (5, 10, 30, 60, 120, 300)
-VARIANTS = ("default", "unguided", "adaptive", "kmnc", "nlc", "tknp", "bknc", "lsa", "dsa")
-ADAPTIVE_PATIENCE = 25  # iterations without a retained input before the feedback widens (variant "adaptive")
+# the default and its ablations (one part each), the unguided baseline, single-criterion feedbacks
+VARIANTS = ("default", "fine", "unguided", "static", "no_fine", "fine_first", "yield_per_mutant", "kmnc", "nlc", "tknp",
+            "bknc", "lsa", "dsa")
+ADAPTIVE_PATIENCE = 25  # iterations without a retained input before the feedback widens
+FINE = {"metric": "kmnc", "k": 1000}  # the finer-cell candidate
 REFEREE = {"kmnc": {"k": 100}, "nbc": {}, "snac": {}, "nc": {"threshold": 0.5}, "tknc": {"k": 2}}
 SA_LAYERS = {"lenet": ("fc2", "fc3"), "resnet": ("stage3.conv2", "fc")}  # (traces, logits)
 
@@ -204,15 +207,28 @@ def judge(store: BaseStore, referee: Referee, checkpoints: list[float]) -> dict[
 
 # ----------------------------------------------------------------------------- campaigns
 def config(variant: str, rep: int, seconds: float, sa_fit: Path | None) -> FuzzConfig:
+    """The campaign configuration of ``variant``; each ablation removes one part of the default:
+    ``static`` the widening feedback (feedback_patience = 0, no finer cells), ``no_fine`` the
+    finer-cell candidate, ``fine_first`` the coarse-before-fine order (the k = 1000 KMNC may join
+    first), ``yield_per_mutant`` the cost-aware mutator yield (the per-mutant rule before it)."""
     base: dict[str, Any] = {"seed": rep, "budget": Budget(seconds=seconds)}
+    five = {n: dict(p) for n, p in DEFAULT_SPEC.items()}
     if variant == "default":
         return FuzzConfig(**base)
     if variant == "unguided":
         return FuzzConfig(**base, guided=False)
-    if variant == "adaptive":
-        return FuzzConfig(**base, feedback_patience=ADAPTIVE_PATIENCE)
+    if variant == "static":
+        return FuzzConfig(**base, metrics=five, feedback_patience=0)
+    if variant == "no_fine":
+        return FuzzConfig(**base, metrics=five, feedback_patience=ADAPTIVE_PATIENCE)
+    if variant == "fine_first":  # the order is dropped after creation (see run_one)
+        return FuzzConfig(**base, metrics={**five, "kmnc_fine": dict(FINE)}, feedback_patience=ADAPTIVE_PATIENCE)
+    if variant == "fine":
+        return FuzzConfig(**base, metrics={**five, "kmnc_fine": dict(FINE)}, feedback_patience=ADAPTIVE_PATIENCE)
+    if variant == "yield_per_mutant":
+        return FuzzConfig(**base, mutator_choice="adaptive-per-mutant")
     params: dict[str, Any] = {"fit": str(sa_fit)} if variant in ("lsa", "dsa") else {}
-    metrics = {**{n: dict(p) for n, p in DEFAULT_SPEC.items()}, variant: DEFAULT_SPEC.get(variant, params)}
+    metrics = {**five, variant: DEFAULT_SPEC.get(variant, params)}
     return FuzzConfig(**base, metrics=metrics, feedback=[variant])
 
 
@@ -227,6 +243,29 @@ def mean_curve(runs: list[dict]) -> dict:
     return out
 
 
+TABLE_KEYS = ("kmnc_mean", "kmnc_element", "nbc_mean", "queue", "failing_seeds", "failing_pairs")
+
+
+def table(result: dict) -> str:
+    """The means as markdown: one row per (arch, seed set, variant), a column per measure and
+    checkpoint (the measures of ``TABLE_KEYS`` that the run has)."""
+    lines = []
+    for a, res in result["archs"].items():
+        for sset, per_variant in ((k, v) for k, v in res.items() if k.startswith("seeds_")):
+            first = next(iter(per_variant.values()))["mean"]
+            ts = list(first)
+            keys = [k for k in TABLE_KEYS if k in first[ts[0]]]
+            lines.append(f"\n{a}, {sset.split('_')[1]} seeds ({len(next(iter(per_variant.values()))['runs'])} runs each); "
+                         f"columns: {', '.join(keys)} at t = {' / '.join(ts)} s")
+            lines.append("| variant | " + " | ".join(keys) + " |")
+            lines.append("|---" * (len(keys) + 1) + "|")
+            for v, d in per_variant.items():
+                cells = [" / ".join("-" if d["mean"][t].get(k) is None else f"{d['mean'][t][k]:g}" for t in ts)
+                         for k in keys]
+                lines.append(f"| {v} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--times", default=",".join(map(str, TIMES)), help="checkpoints in seconds")
@@ -239,7 +278,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0, help="first RNG seed (and the ResNet's training seed)")
     ap.add_argument("--out", default=None, help="also write the JSON here")
+    ap.add_argument("--table", nargs="*", metavar="JSON", default=None,
+                    help="print the markdown table of these result files (no campaign is run)")
     args = ap.parse_args(argv)
+    if args.table:
+        for f in args.table:
+            print(table(json.loads(Path(f).read_text())))
+        return {}
     torch.set_num_threads(args.threads)
     checkpoints = sorted(float(t) for t in args.times.split(","))
     seconds = min(checkpoints[-1], args.max_seconds or checkpoints[-1])
@@ -275,6 +320,8 @@ def main(argv: list[str] | None = None) -> dict:
                         path = tmp / f"{a}-{n_seeds}-{v}-{rep}"
                         fz = Campaign.create(path, target, xs[:n_seeds], ys[:n_seeds], config(v, rep, seconds, sa_fit),
                                              profile_data=xt)
+                        if v == "fine_first":
+                            fz.loop.adaptive.requires.clear()  # ablation: the finer KMNC may join first
                         fz.run()
                         fz.close()
                         with CampaignStore.open(path, readonly=True) as store:
@@ -287,6 +334,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.out:
         Path(args.out).write_text(text)
     print(text)
+    print(table(result), file=sys.stderr)
     return result
 
 

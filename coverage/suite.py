@@ -7,6 +7,8 @@ the model once on a batch and returns the logits, every metric's cells and per-i
 
 Metrics by name (``build_metric``): ``nc`` (threshold, scaled), ``tknc`` (k), ``kmnc`` (k),
 ``nbc`` (std_widen), ``snac`` (std_widen). KMNC, NBC and SNAC need a :class:`NeuronProfile`.
+A spec entry may name an instance of a type (``{"kmnc_fine": {"metric": "kmnc", "k": 1000}}``,
+see :func:`build_spec`).
 
 Example::
 
@@ -59,6 +61,26 @@ _PARAMS = {"nc": {"threshold", "scaled"}, "tknc": {"k"}, "kmnc": {"k"}, "nbc": {
 DEFAULT_SPEC: dict[str, dict[str, Any]] = {
     "nc": {"threshold": 0.5}, "tknc": {"k": 2}, "kmnc": {"k": 100}, "nbc": {}, "snac": {},
 }
+
+
+def metric_kind(name: str, params: dict[str, Any] | None) -> str:
+    """The metric type of a configured entry: ``params["metric"]`` for a named instance
+    (``kmnc_fine = { metric = "kmnc", k = 1000 }``), else the entry's name itself."""
+    return str((params or {}).get("metric", name))
+
+
+def build_spec(spec: dict[str, dict[str, Any]], *, profile: NeuronProfile | None = None,
+               device: str | torch.device = "cpu") -> dict[str, CoverageMetric]:
+    """``{entry name: metric}`` for a ``[metrics]`` table; an entry with a ``metric`` key is a
+    named instance of that type, so one type can be configured twice (say KMNC at k = 100 and at
+    k = 1000)."""
+    out = {}
+    for n, p in spec.items():
+        p = dict(p or {})
+        kind = metric_kind(n, p)
+        p.pop("metric", None)
+        out[n] = build_metric(kind, profile=profile, device=device, **p)
+    return out
 
 
 def build_metric(name: str, *, layers: dict[str, int] | None = None, profile: NeuronProfile | None = None,
@@ -128,7 +150,7 @@ class CoverageSuite:
         profile.check_compatible(model=target if check_model else None, reduction=rec.reduction)
         device = getattr(target, "device", None) or next((p.device for p in target.parameters()), torch.device("cpu"))
         spec = DEFAULT_SPEC if spec is None else spec
-        metrics = {n: build_metric(n, profile=profile, device=device, **(p or {})) for n, p in spec.items()}
+        metrics = build_spec(spec, profile=profile, device=device)
         return cls(target, metrics, rec)
 
     def __enter__(self) -> "CoverageSuite":

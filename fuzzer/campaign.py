@@ -207,6 +207,7 @@ class Campaign:
                             if not e.duplicate:
                                 self.counters.failures_stored["misclassified"] = \
                                     self.counters.failures_stored.get("misclassified", 0) + 1
+                                self.counters.seed_failures += 1
                             continue
                         e = self.store.add(xi, kind="queue", label=label, pred=pred, gains=gains,
                                            extra={"seed_index": i + j, "ref": "self", "affine_used": False})
@@ -282,7 +283,7 @@ class Campaign:
             iterations=c.iterations, mutants=c.mutants, valid_mutants=c.valid, invalid_mutants=c.invalid,
             mutants_per_sec=round((c.mutants - m0) / run_t, 2) if run_t > 0 else 0.0, queue_size=len(self.scheduler),
             retained=c.retained, failing_mutants=c.failing, failures_total=sum(c.failures_total.values()),
-            failures_stored=sum(c.failures_stored.values()), seconds_since_last_find=round(t - c.last_find, 1),
+            failures_stored=sum(c.failures_stored.values()), seed_failures=c.seed_failures, seconds_since_last_find=round(t - c.last_find, 1),
             failing_seeds=len(c.failing_roots), failing_pairs=len(c.failing_pairs), confusions=len(c.confusions),
             time_to_first_failure=round(c.first_failure, 3),
             failures={o.name: c.failures_total.get(o.name, 0) for o in self.oracles},

@@ -11,8 +11,13 @@ after each change and after each retained input. The feedback only grows; its st
 list, the idle count, the counts and the events) is checkpointed, so a resume continues it and a
 fixed seed still gives the same campaign.
 
-This is the "another criterion, chosen by measured yield" half of issue 11 item 2; finer cells
-(more KMNC sections, element-level neurons, more layers) are not yet candidates.
+Finer cells are candidates too: configure a finer instance of a metric type
+(``kmnc_fine = { metric = "kmnc", k = 1000 }`` under ``[metrics]``). A finer instance becomes
+eligible only once every coarser instance of its type (same type and layers, fewer cells) is in
+the feedback (:func:`refinement_order`): its sections nest inside the coarse ones, so it would
+otherwise always count at least as many finds and flood the queue before the coarse cells are
+used up. Element-level neurons and more layers would need a second recorder and profile; they
+are not candidates.
 
 Example::
 
@@ -37,10 +42,12 @@ import torch
 class AdaptiveFeedback:
     """The feedback list of a campaign with ``feedback_patience`` set (see the module docstring)."""
 
-    def __init__(self, initial: list[str], candidates: list[str], *, patience: int) -> None:
+    def __init__(self, initial: list[str], candidates: list[str], *, patience: int,
+                 requires: dict[str, str] | None = None) -> None:
         self.active = list(initial)
         self.candidates = [c for c in candidates if c not in self.active]
         self.patience = int(patience)
+        self.requires = dict(requires or {})  # candidate -> the metric that must be active first
         self.idle = 0
         self.finds = {c: 0 for c in self.candidates}
         self.events: list[list[Any]] = []  # [iteration, metric added]
@@ -57,7 +64,8 @@ class AdaptiveFeedback:
         self.idle += 1
         if self.idle < self.patience:
             return
-        best = max(self.candidates, key=lambda c: self.finds[c], default=None)
+        eligible = [c for c in self.candidates if c not in self.requires or self.requires[c] in self.active]
+        best = max(eligible, key=lambda c: self.finds[c], default=None)
         if best is not None and self.finds[best] > 0:
             self.active.append(best)
             self.candidates.remove(best)
@@ -73,3 +81,17 @@ class AdaptiveFeedback:
         self.active, self.candidates = list(d["active"]), list(d["candidates"])
         self.idle, self.finds = int(d["idle"]), {str(k): int(v) for k, v in d["finds"].items()}
         self.events = [list(e) for e in d["events"]]
+
+
+def refinement_order(metrics: dict[str, Any]) -> dict[str, str]:
+    """``{finer: next coarser}`` among metrics of one type over the same layers (by cell count):
+    the finer one joins the feedback only after the coarser one did."""
+    groups: dict[tuple, list[tuple[int, str]]] = {}
+    for name, m in metrics.items():
+        groups.setdefault((type(m), tuple(getattr(m, "layers", {}).items())), []).append((int(m.n_cells), name))
+    out = {}
+    for members in groups.values():
+        members.sort()
+        for (_, coarse), (_, fine) in zip(members, members[1:]):
+            out[fine] = coarse
+    return out

@@ -31,7 +31,7 @@ import torch
 from neurofuzz.coverage import CoverageSuite
 from neurofuzz.fuzzer.batch import Batch, Group, Verdict
 from neurofuzz.fuzzer.config import FuzzConfig
-from neurofuzz.fuzzer.feedback import AdaptiveFeedback
+from neurofuzz.fuzzer.feedback import AdaptiveFeedback, refinement_order
 from neurofuzz.fuzzer.mutator_choice import QueryMeter, choice_weights
 from neurofuzz.fuzzer.oracles import Oracle, OracleContext
 from neurofuzz.fuzzer.queue import Queue, QueueEntry
@@ -61,7 +61,8 @@ class FuzzLoop:
         self.max_id = 0  # largest entry id stored so far
         self._chains: dict[int, list] = {}  # entry id -> chain, see chain_of
         self.deadline = float("inf")  # time.monotonic() after which no further group is mutated
-        self.adaptive = (AdaptiveFeedback(config.feedback, list(suite.metrics), patience=config.feedback_patience)
+        self.adaptive = (AdaptiveFeedback(config.feedback, list(suite.metrics), patience=config.feedback_patience,
+                                          requires=refinement_order(suite.metrics))
                          if config.feedback_patience and config.guided else None)
 
     # ------------------------------------------------------------------ the iteration
@@ -92,8 +93,9 @@ class FuzzLoop:
         """Mutator index -> [(seed entry id, number of mutants)]."""
         cfg = self.config
         by_mut: dict[int, list[tuple[int, int]]] = {}
+        weights: dict[bool, torch.Tensor] = {}  # the yields do not change within a plan
         for eid, n in self.scheduler.plan(cfg.seeds_per_batch, cfg.mutants_per_seed, self.rng):
-            k = self.pick_mutator(self.queue[eid])
+            k = self.pick_mutator(self.queue[eid], weights)
             if k >= 0:
                 by_mut.setdefault(k, []).append((eid, n))
         return by_mut
@@ -211,15 +213,21 @@ class FuzzLoop:
             self._chains.pop(next(iter(self._chains)))  # the least recently used
         self._chains[eid] = chain
 
-    def pick_mutator(self, entry: QueueEntry) -> int:
+    def pick_mutator(self, entry: QueueEntry, weights: dict[bool, torch.Tensor] | None = None) -> int:
+        """A mutator index for ``entry`` (-1: none applies); ``weights`` caches the adaptive
+        choice's weights between calls with unchanged counters."""
         allowed = self._non_affine if entry.affine_used else list(range(len(self.mutators)))
         if not allowed:
             return -1
         if not self.config.guided or self.config.mutator_choice == "uniform":
             return allowed[int(torch.randint(len(allowed), (1,), generator=self.rng))]
         # adaptive: by yield, part of it uniform so that no mutator starves (see mutator_choice)
-        w = choice_weights([self.counters.mutator(self.mutators[k].name) for k in allowed],
-                           rule=self.config.mutator_choice)
+        w = None if weights is None else weights.get(entry.affine_used)
+        if w is None:
+            w = choice_weights([self.counters.mutator(self.mutators[k].name) for k in allowed],
+                               rule=self.config.mutator_choice)
+            if weights is not None:
+                weights[entry.affine_used] = w
         return allowed[int(torch.multinomial(w, 1, generator=self.rng))]
 
     def priority(self, gains: dict[str, int]) -> float:

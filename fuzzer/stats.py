@@ -95,6 +95,7 @@ class Counters:
     failing: int = 0  # distinct failing mutants (a mutant flagged by two oracles counts once)
     failures_total: dict[str, int] = field(default_factory=dict)
     failures_stored: dict[str, int] = field(default_factory=dict)
+    seed_failures: int = 0  # seeds the model got wrong at intake, stored as failures before any mutation
     elapsed: float = 0.0  # campaign time (seconds) at the moment these counters were taken
     last_find: float = 0.0  # campaign time of the last retained input
     per_mutator: dict[str, MutatorStats] = field(default_factory=dict)
@@ -164,6 +165,7 @@ class CampaignStats:
     failing_mutants: int = 0
     failures_total: int = 0
     failures_stored: int = 0
+    seed_failures: int = 0  # of the stored failures, seeds failing before any mutation
     seconds_since_last_find: float = 0.0
     failing_seeds: int = 0  # root seeds with at least one failing mutant
     failing_pairs: int = 0  # distinct (root seed, predicted class) among failing mutants

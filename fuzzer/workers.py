@@ -74,11 +74,12 @@ def worker_device(spec: str, k: int, *, gpus: int) -> str:
 
 def check_workers(n: int, config: FuzzConfig) -> None:
     """Refuse (one line) a worker count out of range or a metric workers cannot share."""
-    from neurofuzz.coverage.suite import METRICS
+    from neurofuzz.coverage.suite import METRICS, metric_kind
 
     if not 1 <= n <= MAX_WORKERS:
         raise UserError(f"--workers must lie in [1, {MAX_WORKERS}], got {n}")
-    bad = [m for m in config.metrics if m in METRICS and not getattr(METRICS[m], "idempotent_merge", True)]
+    kinds = {m: metric_kind(m, p) for m, p in config.metrics.items()}
+    bad = [m for m, k in kinds.items() if k in METRICS and not getattr(METRICS[k], "idempotent_merge", True)]
     if bad:
         raise UserError(f"metric(s) {', '.join(bad)} cannot be shared between workers (their merge adds "
                         "populations, so exchanging whole states counts inputs twice); leave them out of [metrics]")
@@ -157,6 +158,7 @@ def merge_counters(parts: list[Counters]) -> Counters:
         out.failing_pairs |= c.failing_pairs
         out.confusions |= c.confusions
         out.elapsed, out.last_find = max(out.elapsed, c.elapsed), max(out.last_find, c.last_find)
+        out.seed_failures = max(out.seed_failures, c.seed_failures)  # the seeds are the campaign's, not a worker's
     out.first_failure = min(first) if first else -1.0
     return out
 
@@ -283,7 +285,7 @@ class Coordinator:
             iterations=c.iterations, mutants=c.mutants, valid_mutants=c.valid, invalid_mutants=c.invalid,
             mutants_per_sec=round(rate, 2), queue_size=self.main.store.count("queue") + c.retained,
             retained=c.retained, failing_mutants=c.failing, failures_total=sum(c.failures_total.values()),
-            failures_stored=sum(c.failures_stored.values()), seconds_since_last_find=round(t - c.last_find, 1),
+            failures_stored=sum(c.failures_stored.values()), seed_failures=c.seed_failures, seconds_since_last_find=round(t - c.last_find, 1),
             failing_seeds=len(c.failing_roots), failing_pairs=len(c.failing_pairs), confusions=len(c.confusions),
             time_to_first_failure=round(c.first_failure, 3),
             failures={o.name: c.failures_total.get(o.name, 0) for o in self.main.oracles},

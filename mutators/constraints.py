@@ -80,10 +80,43 @@ def distances(x_ref: torch.Tensor, x_new: torch.Tensor) -> tuple[torch.Tensor, t
     """Per-image ``(L0 int64 [B], Linf float64 [B])`` of ``x_new`` to ``x_ref`` (a batch or one
     reference image broadcast over the batch)."""
     ref, new = _pair(x_ref, x_new)
-    diff = (new.double() - ref.double()).flatten(1)  # float64: the difference of float32 values is exact
-    l0 = (diff != 0).sum(dim=1)
-    linf = diff.abs().amax(dim=1) if diff.shape[1] else diff.new_zeros(diff.shape[0])
-    return l0, linf
+    r, n = ref.flatten(1), new.flatten(1)
+    return (n != r).sum(dim=1), _linf64(r, n)
+
+
+def _linf64(ref: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+    """Per-row largest absolute difference of ``[B, D]`` tensors, in float64 (the difference of
+    two float32 values is exact there)."""
+    diff = new.double() - ref.double()
+    return diff.abs().amax(dim=1) if diff.shape[1] else diff.new_zeros(diff.shape[0])
+
+
+def finite_rows(x: torch.Tensor) -> torch.Tensor:
+    """Bool ``[B]``: rows of ``x`` with no NaN or infinite value. Exact: a row whose sum is
+    finite has only finite values; only rows whose sum is not (a non-finite value, or an overflow
+    of large finite ones) are checked element by element."""
+    flat = x.flatten(1)
+    ok = torch.isfinite(flat.sum(dim=1))
+    bad = (~ok).nonzero().flatten()
+    if len(bad):
+        ok[bad] = torch.isfinite(flat[bad]).all(dim=1)
+    return ok
+
+
+def linf_below(ref: torch.Tensor, new: torch.Tensor, bound: float) -> torch.Tensor:
+    """Bool ``[B]``: ``Linf(ref, new) < bound`` per row of ``[B, D]`` tensors, decided exactly as
+    :func:`distances` (float64) decides it. For float32 the largest difference is taken in
+    float32 (rounding to nearest is monotonic, so it is the exact maximum rounded, within half an
+    ulp); only the rows whose rounded maximum lies within two ulps of ``bound``, or overflowed,
+    are redone in float64."""
+    if new.dtype != torch.float32 or ref.dtype != torch.float32:
+        return _linf64(ref, new) < bound
+    d = (new - ref).abs().amax(dim=1).double() if new.shape[1] else new.new_zeros(new.shape[0], dtype=torch.float64)
+    below = d < bound
+    near = (((d - bound).abs() <= d * 2.0**-22 + 2.0**-126) | ~torch.isfinite(d)).nonzero().flatten()
+    if len(near):
+        below[near] = _linf64(ref[near], new[near]) < bound
+    return below
 
 
 def _gaussian_1d(size: int, sigma: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -219,12 +252,13 @@ class Constraint:
         """The pixel rule (plus the SSIM floor if set) for ``x_new [B, C, H, W]`` against
         ``x_ref`` (``[B, C, H, W]`` or one image): bool ``[B]``."""
         ref, new = _pair(x_ref, x_new)
-        return self._pixel(ref, new, torch.isfinite(new.flatten(1)).all(dim=1))
+        return self._pixel(ref, new, finite_rows(new))
 
     def _pixel(self, ref: torch.Tensor, new: torch.Tensor, finite: torch.Tensor) -> torch.Tensor:
         size = new[0].numel()
-        l0, linf = distances(ref, new)
-        valid = (l0.double() < self.alpha * size) | (linf < self.beta * (self.bounds[1] - self.bounds[0]))
+        r, n = ref.flatten(1), new.flatten(1)
+        l0 = (n != r).sum(dim=1)  # exact in any dtype, as distances' L0
+        valid = (l0.double() < self.alpha * size) | linf_below(r, n, self.beta * (self.bounds[1] - self.bounds[0]))
         valid &= finite
         if self.ssim_min is not None and bool(valid.any()):
             valid &= ssim(ref, new, data_range=self.bounds[1] - self.bounds[0]) >= self.ssim_min
@@ -237,8 +271,14 @@ class Constraint:
         (``affine_used[i]`` False) and it is finite; any other mutant is judged by
         :meth:`check` against its reference ``x_ref[i]`` (or one shared reference)."""
         new = _as_batch(x_new, "x_new")
-        finite = torch.isfinite(new.flatten(1)).all(dim=1)
-        pixel = self._pixel(*_pair(x_ref, new), finite) if bool((~affine).any()) else torch.zeros_like(finite)
+        finite = finite_rows(new)
+        ref, new = _pair(x_ref, new)
+        pixel = torch.zeros_like(finite)
+        rows = (~affine).nonzero().flatten()
+        if len(rows) == len(new):
+            pixel = self._pixel(ref, new, finite)
+        elif len(rows):  # the pixel rule only where it applies
+            pixel[rows] = self._pixel(ref[rows], new[rows], finite[rows])
         return torch.where(affine, finite & ~affine_used, pixel)
 
     def admit(

@@ -78,7 +78,8 @@ def test_defaults_validate():
     assert cfg.validate() is cfg
     assert cfg.mutators == DEFAULT_MUTATORS and cfg.mutators is not DEFAULT_MUTATORS
     assert cfg.mutators[0] is not DEFAULT_MUTATORS[0]  # instances do not share mutable defaults
-    assert set(cfg.metrics) == {"nc", "tknc", "kmnc", "nbc", "snac"}
+    assert set(cfg.metrics) == {"nc", "tknc", "kmnc", "nbc", "snac", "kmnc_fine"}
+    assert cfg.metrics["kmnc_fine"] == {"metric": "kmnc", "k": 1000} and cfg.feedback_patience == 25
     assert cfg.feedback == ["nbc", "snac"]
     assert cfg.scheduler == {"name": "power"}
     assert cfg.oracles == [{"name": "misclassified"}, {"name": "nonfinite"}]

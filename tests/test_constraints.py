@@ -235,3 +235,35 @@ def test_bad_configuration_and_shapes_raise_user_errors():
         check(torch.zeros(2, 1, 8, 8), torch.zeros(2, 1, 8, 9))
     with pytest.raises(UserError, match="states"):
         Constraint().admit([LineageState.root(torch.zeros(1, 8, 8))] * 2, torch.zeros(3, 1, 8, 8), "natural")
+
+
+# --- the fast exact paths of the batched rule (float32 maximum, sum-based finiteness) ---------
+
+@given(seed=st.integers(0, 2**31 - 1), rows=st.integers(1, 6), d=st.integers(1, 40),
+       mag=st.sampled_from([1e-40, 1e-30, 1e-3, 1.0, 1e30, 3e38]), offset=st.integers(-3, 3))
+def test_linf_below_decides_as_the_float64_rule(seed, rows, d, mag, offset):
+    from neurofuzz.mutators.constraints import _linf64, linf_below
+
+    g = torch.Generator().manual_seed(seed)
+    ref = ((torch.rand(rows, d, generator=g) * 2 - 1) * mag).float()
+    new = ((torch.rand(rows, d, generator=g) * 2 - 1) * mag).float()
+    exact = _linf64(ref, new)
+    # bounds at, and a few float64 ulps around, a row's exact maximum: the borderline cases
+    for b in (float(exact[0]), float(exact[-1]), 0.0, float("inf")):
+        bound = b
+        for _ in range(abs(offset)):
+            bound = math.nextafter(bound, math.inf if offset > 0 else -math.inf)
+        assert linf_below(ref, new, bound).tolist() == (exact < bound).tolist()
+
+
+@given(seed=st.integers(0, 2**31 - 1), rows=st.integers(1, 6),
+       special=st.sampled_from([float("nan"), float("inf"), -float("inf"), 3e38, None]))
+def test_finite_rows_is_isfinite_all(seed, rows, special):
+    from neurofuzz.mutators.constraints import finite_rows
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(rows, 1, 4, 4, generator=g)
+    if special is not None:
+        x[0] = special  # 3e38 everywhere: the row sum overflows, yet every value is finite
+        x[-1, 0, 0, 0] = special
+    assert finite_rows(x).tolist() == torch.isfinite(x.flatten(1)).all(dim=1).tolist()

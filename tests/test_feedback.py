@@ -72,3 +72,34 @@ def test_a_campaign_widens_its_feedback_reproducibly_and_resumes_with_it(tmp_pat
         assert fz.loop.adaptive.active == runs[0]["active"] and fz.loop.feedback == runs[0]["active"]
     finally:
         fz.close()
+
+
+def test_a_finer_instance_waits_for_its_coarser_one():
+    fb = AdaptiveFeedback(["nbc"], ["kmnc", "kmnc_fine", "nbc"], patience=1, requires={"kmnc_fine": "kmnc"})
+    fb.observe(_g(kmnc=[1, 0, 0, 0], kmnc_fine=[3, 3, 0, 0], nbc=[0, 0, 0, 0]), eligible=OK, retained=0, iteration=1)
+    assert fb.active == ["nbc", "kmnc"]  # kmnc_fine found more, but kmnc is not in the feedback yet
+    fb.observe(_g(kmnc=[0, 0, 0, 0], kmnc_fine=[1, 0, 0, 0], nbc=[0, 0, 0, 0]), eligible=OK, retained=0, iteration=2)
+    assert fb.active == ["nbc", "kmnc", "kmnc_fine"] and fb.events == [[1, "kmnc"], [2, "kmnc_fine"]]
+
+
+def test_refinement_order_and_named_instances_in_the_config():
+    from neurofuzz.coverage import NeuronProfile
+    from neurofuzz.coverage.suite import build_spec
+    from neurofuzz.fuzzer.feedback import refinement_order
+
+    p = NeuronProfile(layers={"a": 3}, low=torch.zeros(3), high=torch.ones(3), mean=torch.zeros(3), std=torch.ones(3))
+    spec = {"kmnc_fine": {"metric": "kmnc", "k": 1000}, "kmnc": {"k": 100}, "kmnc_mid": {"metric": "kmnc", "k": 300},
+            "nbc": {}}
+    metrics = build_spec(spec, profile=p)
+    assert metrics["kmnc_fine"].k == 1000 and metrics["kmnc_fine"].n_cells == 3000
+    assert refinement_order(metrics) == {"kmnc_mid": "kmnc", "kmnc_fine": "kmnc_mid"}
+    cfg = FuzzConfig(metrics=spec, feedback=["nbc", "kmnc_fine"])
+    assert cfg.metrics["kmnc_fine"] == {"metric": "kmnc", "k": 1000}
+    with pytest.raises(UserError, match=r"unknown coverage metric 'kmnc_x' \(metrics.kmnc_x\).*name an instance"):
+        FuzzConfig(metrics={"kmnc_x": {"k": 5}})
+    with pytest.raises(UserError, match=r"unknown coverage metric 'foo' \(metrics.bar\); choose from"):
+        FuzzConfig(metrics={"bar": {"metric": "foo"}})
+    with pytest.raises(UserError, match=r"kmnc: bad parameter value|kmnc: k must be >= 1"):
+        FuzzConfig(metrics={"kf": {"metric": "kmnc", "k": 0}})
+    with pytest.raises(UserError, match=r"feedback metric\(s\) \['kmnc_fine'\] are not configured under \[metrics\]"):
+        FuzzConfig(metrics={"nbc": {}}, feedback=["kmnc_fine"])

@@ -23,8 +23,10 @@ def format_summary(summary: dict, start: dict | None = None) -> str:
             lines.append(f"  {k[4:]:<6} {before}{v:.4f}")
     fails = ", ".join(f"{k[9:]} {v}" for k, v in summary.items()
                       if k.startswith("failures_") and k not in ("failures_total", "failures_stored"))
-    lines.append(f"  queue {summary['queue_size']} inputs ({summary['retained']} found), failures: {fails} "
-                 f"({summary['failures_stored']} stored)")
+    seeds = summary.get("seed_failures", 0)
+    lines.append(f"  queue {summary['queue_size']} inputs ({summary['retained']} found), failing mutants: {fails} "
+                 f"({summary['failures_stored']} failures stored" +
+                 (f", {seeds} of them seeds the model got wrong before any mutation)" if seeds else ")"))
     if "failing_seeds" in summary:
         first = summary.get("time_to_first_failure", -1.0)
         lines.append(f"  failures reveal: {summary['failing_seeds']} seeds broken, {summary['failing_pairs']} distinct "
