@@ -15,6 +15,7 @@
     2 minutes (target < 1 MB/min: resident memory independent of the queue's size).
 
     python benchmarks/campaign.py [--sections a,b,c] [--mutants 20000] [--soak-seconds 900] [--threads 1]
+                                  [--static-feedback]
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from neurofuzz.coverage import DEFAULT_SPEC
 from neurofuzz.fuzzer.config import Budget, FuzzConfig
 from neurofuzz.fuzzer.campaign import Campaign as Fuzzer
 from neurofuzz.fuzzer.zoo import builtin_target, load_digits32
@@ -76,6 +78,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=3, help="RNG seeds per guidance comparison")
     ap.add_argument("--few-seeds", type=int, default=20, help="size of the small seed set for (b)")
+    ap.add_argument("--static-feedback", action="store_true",
+                    help="(a) with the five metrics and no widening feedback: the configuration of the versions "
+                         "before feedback_patience and kmnc_fine became defaults, for A/B runs against them")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     rss_start = rss_mb()
@@ -91,7 +96,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         if "a" in sections:
-            result["a_throughput"] = throughput(tmp, target, FuzzConfig(**base), x, y, x_train, batch)
+            static = dict(metrics={n: dict(p) for n, p in DEFAULT_SPEC.items()}, feedback_patience=0)
+            cfg = FuzzConfig(**base, **(static if args.static_feedback else {}))
+            result["a_throughput"] = {**throughput(tmp, target, cfg, x, y, x_train, batch),
+                                      "metrics": sorted(cfg.metrics), "feedback_patience": cfg.feedback_patience}
         if "b" in sections:
             result["b_guidance"] = guidance(tmp, target, base, x, y, x_train, args)
         if "c" in sections:

@@ -246,6 +246,12 @@ def mean_curve(runs: list[dict]) -> dict:
 TABLE_KEYS = ("kmnc_mean", "kmnc_element", "nbc_mean", "queue", "failing_seeds", "failing_pairs")
 
 
+def _fmt(v: float | None, key: str) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.3f}" if key.endswith(("_mean", "_element")) else f"{v:.1f}".removesuffix(".0")
+
+
 def table(result: dict) -> str:
     """The means as markdown: one row per (arch, seed set, variant), a column per measure and
     checkpoint (the measures of ``TABLE_KEYS`` that the run has)."""
@@ -260,8 +266,7 @@ def table(result: dict) -> str:
             lines.append("| variant | " + " | ".join(keys) + " |")
             lines.append("|---" * (len(keys) + 1) + "|")
             for v, d in per_variant.items():
-                cells = [" / ".join("-" if d["mean"][t].get(k) is None else f"{d['mean'][t][k]:g}" for t in ts)
-                         for k in keys]
+                cells = [" / ".join(_fmt(d["mean"][t].get(k), k) for t in ts) for k in keys]
                 lines.append(f"| {v} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -117,15 +117,16 @@ class CoverageMetric(ABC):
             hit = new.any(0)
             first = new.to(torch.uint8).argmax(0)  # index of the first input hitting each cell
             return torch.bincount(first[hit], minlength=b)
-        # sparse: each column holds the cell id of one neuron; equal ids only within a column
-        ok = cells >= 0
-        new = ok & ~self.covered[cells.clamp(min=0)]
-        key = torch.where(new, cells, torch.full_like(cells, -1))
-        srt, order = torch.sort(key, dim=0, stable=True)
-        first = torch.ones_like(srt, dtype=torch.bool)
-        first[1:] = srt[1:] != srt[:-1]
-        first &= srt >= 0
-        return torch.bincount(order[first], minlength=b)
+        # sparse: cell ids, -1 for none. Only the (usually few) uncovered hits are looked at: each
+        # distinct new cell is credited to the first row (in batch order) that hits it.
+        new = (cells >= 0) & ~self.covered[cells.clamp(min=0)]
+        rows, cols = new.nonzero(as_tuple=True)
+        if not len(rows):
+            return torch.zeros(b, dtype=torch.long, device=self.device)
+        _, inverse = torch.unique(cells[rows, cols], return_inverse=True)
+        first = torch.full((int(inverse.max()) + 1,), b, dtype=torch.long, device=self.device)
+        first.scatter_reduce_(0, inverse, rows, reduce="amin")
+        return torch.bincount(first, minlength=b)
 
     def commit(self, cells: torch.Tensor, mask: torch.Tensor | None = None) -> None:
         """OR the cells of the selected inputs (all if ``mask`` is None) into the history."""

@@ -73,10 +73,11 @@ def test_coloured_digits_are_seeded_and_in_range():
 
 @pytest.mark.slow
 def test_smoke_run_prints_the_json_table(tmp_path):
-    out = subprocess.run([sys.executable, str(SCRIPT), "--times", "2,5", "--repeats", "1", "--variants",
-                          "default,unguided", "--archs", "lenet"], capture_output=True, text=True, timeout=300,
-                         check=True).stdout
-    d = json.loads(out)
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--times", "2,5", "--repeats", "1", "--variants",
+                           "default,unguided", "--archs", "lenet"], capture_output=True, text=True, timeout=300,
+                          check=True)
+    d = json.loads(proc.stdout)
+    assert "lenet, 360 seeds (1 runs each)" in proc.stderr and "\n| unguided | " in proc.stderr  # the table
     assert d["setup"]["times"] == [2.0, 5.0] and d["setup"]["variants"] == ["default", "unguided"]
     lenet = d["archs"]["lenet"]
     assert set(lenet) == {"info", "seeds_20", "seeds_360"}
@@ -89,3 +90,32 @@ def test_smoke_run_prints_the_json_table(tmp_path):
                     assert 0.0 <= t[f"{m}_mean"] <= 1.0 and 0.0 <= t[f"{m}_element"] <= 1.0
                 assert t["inputs"] >= int(key.split("_")[1]) - 5 and t["failing_pairs"] >= 0
             assert mean["5.0"]["kmnc_mean"] >= mean["2.0"]["kmnc_mean"]  # a corpus only grows
+
+
+def test_each_ablation_removes_one_part_of_the_default():
+    g = load_script()
+    d = g.config("default", 0, 5.0, None)
+    assert d.feedback_patience == 25 and d.metrics["kmnc_fine"] == g.FINE and d.mutator_choice == "adaptive"
+    static, no_fine = g.config("static", 0, 5.0, None), g.config("no_fine", 0, 5.0, None)
+    assert static.feedback_patience == 0 and "kmnc_fine" not in static.metrics
+    assert no_fine.feedback_patience == 25 and "kmnc_fine" not in no_fine.metrics
+    per_mutant = g.config("yield_per_mutant", 0, 5.0, None)
+    assert per_mutant.mutator_choice == "adaptive-per-mutant" and per_mutant.metrics == d.metrics
+    assert g.config("fine_first", 0, 5.0, None).metrics == d.metrics  # its order is dropped at run time
+    assert g.config("unguided", 3, 5.0, None).guided is False and g.config("unguided", 3, 5.0, None).seed == 3
+
+
+def test_the_markdown_table_of_a_result():
+    g = load_script()
+    point = {"kmnc_mean": 0.5, "nbc_mean": 0.25, "queue": 7, "failing_seeds": 2, "failing_pairs": 3, "other": 1}
+    assert g._fmt(18.6667, "failing_seeds") == "18.7" and g._fmt(0.97061, "kmnc_element") == "0.971"
+    later = {**point, "kmnc_mean": 0.75, "queue": 9}
+    res = {"archs": {"lenet": {"info": {}, "seeds_20": {
+        "default": {"mean": {"5.0": point, "10.0": later}, "runs": [{}, {}]},
+        "unguided": {"mean": {"5.0": point, "10.0": {**point, "failing_pairs": None}}, "runs": [{}, {}]}}}}}
+    lines = g.table(res).strip().splitlines()
+    assert lines[0] == ("lenet, 20 seeds (2 runs each); columns: kmnc_mean, nbc_mean, queue, failing_seeds, "
+                        "failing_pairs at t = 5.0 / 10.0 s")
+    assert lines[1] == "| variant | kmnc_mean | nbc_mean | queue | failing_seeds | failing_pairs |"
+    assert lines[3] == "| default | 0.500 / 0.750 | 0.250 / 0.250 | 7 / 9 | 2 / 2 | 3 / 3 |"
+    assert lines[4] == "| unguided | 0.500 / 0.500 | 0.250 / 0.250 | 7 / 7 | 2 / 2 | 3 / - |"
