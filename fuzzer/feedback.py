@@ -84,14 +84,16 @@ class AdaptiveFeedback:
 
 
 def refinement_order(metrics: dict[str, Any]) -> dict[str, str]:
-    """``{finer: next coarser}`` among metrics of one type over the same layers (by cell count):
-    the finer one joins the feedback only after the coarser one did."""
+    """``{finer: next coarser}`` among metrics of one type over the same layers with different
+    cell counts: the finer one joins the feedback only after the coarser one did. Instances with
+    equal cell counts (NC at two thresholds, say) are not ordered."""
     groups: dict[tuple, list[tuple[int, str]]] = {}
     for name, m in metrics.items():
         groups.setdefault((type(m), tuple(getattr(m, "layers", {}).items())), []).append((int(m.n_cells), name))
     out = {}
     for members in groups.values():
         members.sort()
-        for (_, coarse), (_, fine) in zip(members, members[1:]):
-            out[fine] = coarse
+        for (n_coarse, coarse), (n_fine, fine) in zip(members, members[1:]):
+            if n_fine > n_coarse:
+                out[fine] = coarse
     return out

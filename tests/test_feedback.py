@@ -93,6 +93,8 @@ def test_refinement_order_and_named_instances_in_the_config():
     metrics = build_spec(spec, profile=p)
     assert metrics["kmnc_fine"].k == 1000 and metrics["kmnc_fine"].n_cells == 3000
     assert refinement_order(metrics) == {"kmnc_mid": "kmnc", "kmnc_fine": "kmnc_mid"}
+    two_nc = build_spec({"nc": {}, "nc_high": {"metric": "nc", "threshold": 0.9}}, profile=p)
+    assert refinement_order(two_nc) == {}  # same cells per neuron: no order between them
     cfg = FuzzConfig(metrics=spec, feedback=["nbc", "kmnc_fine"])
     assert cfg.metrics["kmnc_fine"] == {"metric": "kmnc", "k": 1000}
     with pytest.raises(UserError, match=r"unknown coverage metric 'kmnc_x' \(metrics.kmnc_x\).*name an instance"):
