@@ -11,10 +11,11 @@ hours of a campaign and read by a memory soak as a steady growth.
 variables the two libraries read when they create their cache: oneDNN at the first convolution
 of the process, ideep at the first convolution or the first ``torch.set_num_threads`` call.
 ``neurofuzz.ground`` calls it on import, so it holds when neurofuzz is imported before either
-(importing torch first is fine). The ``neurofuzz`` command always does so. A value the user has set is left alone:
-``ONEDNN_PRIMITIVE_CACHE_CAPACITY=1024 LRU_CACHE_CAPACITY=1024`` restores the libraries'
-defaults. Results do not change: a primitive dropped from a cache is rebuilt the same way when
-its shape comes back.
+(importing torch first is fine); the ``neurofuzz`` command always does so. A value the user has
+set is left alone: ``ONEDNN_PRIMITIVE_CACHE_CAPACITY=1024 LRU_CACHE_CAPACITY=1024`` restores
+the libraries' defaults. Results do not change: a primitive dropped from a cache is rebuilt the
+same way when its shape comes back (``tests/test_native_caches.py`` checks the outputs bit for
+bit).
 
 Example::
 
