@@ -4,8 +4,8 @@ PyTorch's CPU convolutions go through oneDNN, which builds one primitive per (la
 and keeps it in two caches: oneDNN's primitive cache and ideep's computation cache, 1024 entries
 each by default. A fuzz loop feeds the model batches whose size varies from step to step (the
 mutants that pass the validity rule), so each new size adds entries until 1024 are reached: on
-the built-in LeNet-5 about 120 KB per batch size, 30 MB for the sizes 1 to 256, reached over
-hours of a campaign and read by a memory soak as a steady growth.
+the built-in LeNet-5 about 120 KB per batch size, 30 MB for the sizes 1 to 256, added as
+rarer sizes turn up, which a memory soak reads as a steady growth.
 
 :func:`bound_native_caches` caps both caches (64 entries by default) through the environment
 variables the two libraries read when they create their cache: oneDNN at the first convolution
